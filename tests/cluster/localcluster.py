@@ -296,7 +296,9 @@ def create_nodes(workers: int, shape: NodeShape) -> None:
 
 
 def nodes_ready(expected: int) -> bool:
-    out = kubectl("get", "nodes", "-o", "jsonpath={range .items[*]}{.status.conditions[?(@.type=='Ready')].status}{'\\n'}{end}")
+    out = kubectl(
+        "get", "nodes", "-o", "jsonpath={range .items[*]}{.status.conditions[?(@.type=='Ready')].status}{'\\n'}{end}"
+    )
     states = out.split()
     return len(states) >= expected and all(s == "True" for s in states)
 

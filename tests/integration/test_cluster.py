@@ -1,0 +1,130 @@
+"""The local cluster behaves like Kubernetes where the collection depends on it (checked with the real kubectl)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+WORKERS = {"kwok-worker-1", "kwok-worker-2", "kwok-worker-3"}
+
+
+def pods_by_node(kubectl, namespace: str) -> dict[str, dict]:
+    pods = json.loads(kubectl("get", "pods", "-o", "json", namespace=namespace).stdout)["items"]
+    return {pod["spec"].get("nodeName", ""): pod for pod in pods if not pod["metadata"].get("deletionTimestamp")}
+
+
+def eventually(check, timeout: float = 60, interval: float = 0.5):
+    """Poll check() until it returns something truthy (the cluster converges asynchronously)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(interval)
+
+
+def test_nodes_look_like_real_ones(kubectl):
+    nodes = json.loads(kubectl("get", "nodes", "-o", "json").stdout)["items"]
+    by_name = {node["metadata"]["name"]: node for node in nodes}
+    assert WORKERS | {"kwok-control-plane"} <= set(by_name)
+    control_plane = by_name["kwok-control-plane"]
+    assert {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"} in control_plane["spec"]["taints"]
+    assert "node-role.kubernetes.io/control-plane" in control_plane["metadata"]["labels"]
+    worker = by_name["kwok-worker-1"]
+    assert worker["metadata"]["labels"]["kubernetes.io/hostname"] == "kwok-worker-1"
+    assert worker["metadata"]["labels"]["kubernetes.io/os"] == "linux"
+    assert worker["status"]["allocatable"]["cpu"] == "4"
+    ready = [c for c in worker["status"]["conditions"] if c["type"] == "Ready"]
+    assert ready[0]["status"] == "True"
+
+
+def test_seed_rollout_then_update_to_every_node(kubectl, namespace, seed_daemonset, apply_manifest, wait_rollout):
+    apply_manifest(seed_daemonset(namespace, version=1))
+    wait_rollout(namespace)
+    assert set(pods_by_node(kubectl, namespace)) == WORKERS  # only tolerates the old master taint
+
+    apply_manifest(seed_daemonset(namespace, version=2))
+    status = kubectl("rollout", "status", "ds/fluentd-elasticsearch", "--timeout=120s", namespace=namespace).stdout
+    assert 'daemon set "fluentd-elasticsearch" successfully rolled out' in status
+    assert set(pods_by_node(kubectl, namespace)) == WORKERS | {"kwok-control-plane"}
+
+
+def test_missing_image_stalls_with_pull_errors(kubectl, namespace, seed_daemonset, apply_manifest, wait_rollout):
+    apply_manifest(seed_daemonset(namespace))
+    wait_rollout(namespace)
+    kubectl("set", "image", "ds/fluentd-elasticsearch", "fluentd-elasticsearch=example.invalid/does-not-exist:1",
+            namespace=namespace)  # fmt: skip
+
+    def waiting_reasons() -> set[str]:
+        reasons = set()
+        for pod in pods_by_node(kubectl, namespace).values():
+            for status in pod["status"].get("containerStatuses", []):
+                reasons.add(status["state"].get("waiting", {}).get("reason"))
+        return reasons & {"ErrImagePull", "ImagePullBackOff"}
+
+    assert eventually(waiting_reasons)
+    stalled = kubectl("rollout", "status", "ds/fluentd-elasticsearch", "--timeout=3s", check=False, namespace=namespace)
+    assert stalled.returncode == 1
+    assert "timed out waiting for the condition" in stalled.stderr
+    events = kubectl("get", "events", "--field-selector=type=Warning", "-o", "json", namespace=namespace).stdout
+    assert any(event["reason"] == "Failed" for event in json.loads(events)["items"])
+
+
+def test_crashloop_image_never_becomes_ready(kubectl, namespace, seed_daemonset, apply_manifest):
+    apply_manifest(seed_daemonset(namespace, image="example.invalid/crashloop:1"))
+
+    def restarting() -> bool:
+        for pod in pods_by_node(kubectl, namespace).values():
+            for status in pod["status"].get("containerStatuses", []):
+                if status["state"].get("waiting", {}).get("reason") == "CrashLoopBackOff" and status["restartCount"]:
+                    return not status["ready"]
+        return False
+
+    assert eventually(restarting)
+
+
+def test_scheduler_reports_insufficient_cpu(kubectl, namespace, seed_daemonset, apply_manifest, test_node):
+    tiny = test_node(cpu="100m", memory="1Gi", pods="10")
+    manifest = seed_daemonset(namespace, tolerate_test_nodes=True)
+    manifest["spec"]["template"]["spec"]["containers"][0]["resources"] = {"requests": {"cpu": "500m"}}
+    apply_manifest(manifest)
+
+    def insufficient_cpu() -> bool:
+        events = kubectl("get", "events", "--field-selector=reason=FailedScheduling", "-o", "json",
+                         namespace=namespace).stdout  # fmt: skip
+        return any("Insufficient cpu" in e["message"] for e in json.loads(events)["items"])
+
+    assert eventually(insufficient_cpu)
+    pods = json.loads(kubectl("get", "pods", "-o", "json", namespace=namespace).stdout)["items"]
+    blocked = [pod for pod in pods if tiny in json.dumps(pod["spec"].get("affinity", {}))]
+    assert [pod["status"]["phase"] for pod in blocked] == ["Pending"]  # the scheduler cannot bind it
+
+
+def test_history_and_undo_roll_revisions_forward(kubectl, namespace, seed_daemonset, apply_manifest, wait_rollout):
+    apply_manifest(seed_daemonset(namespace, version=1, change_cause="create v1"))
+    wait_rollout(namespace)
+    apply_manifest(seed_daemonset(namespace, version=2, change_cause="update to v2"))
+    wait_rollout(namespace)
+    history = kubectl("rollout", "history", "ds/fluentd-elasticsearch", namespace=namespace).stdout
+    assert [line.split(None, 1) for line in history.splitlines()[2:] if line.strip()] == [
+        ["1", "create v1"],
+        ["2", "update to v2"],
+    ]
+    undo = kubectl("rollout", "undo", "ds/fluentd-elasticsearch", "--to-revision=1", namespace=namespace)
+    assert "rolled back" in undo.stdout
+    wait_rollout(namespace)
+    revisions = json.loads(kubectl("get", "controllerrevisions", "-o", "json", namespace=namespace).stdout)["items"]
+    assert sorted(r["revision"] for r in revisions) == [2, 3]  # revision 1 became 3
+    assert set(pods_by_node(kubectl, namespace)) == WORKERS  # back to v1: no control-plane toleration
+
+
+def test_not_ready_node(kubectl, test_node):
+    name = test_node(not_ready=True)
+
+    def ready_status() -> str | None:
+        node = json.loads(kubectl("get", "node", name, "-o", "json").stdout)
+        return next((c["status"] for c in node["status"].get("conditions", []) if c["type"] == "Ready"), None)
+
+    assert eventually(lambda: ready_status() == "False", timeout=30)
+    kubectl("label", "node", name, "kubeops.test/not-ready-")
+    assert eventually(lambda: ready_status() == "True", timeout=30)
