@@ -59,3 +59,40 @@ cluster-up: venv binaries
 
 cluster-down: venv
 	python tests/cluster/localcluster.py down
+
+# The main job: the documented workflow end to end (lifecycle.yml), on KUBECONFIG's cluster or the local one.
+demo: venv collection
+	@if [ -z "$${KUBECONFIG:-}" ]; then $(MAKE) --no-print-directory cluster-up; fi
+	KUBECONFIG="$${KUBECONFIG:-$(ROOT)/.cluster/kubeconfig}" K8S_AUTH_KUBECONFIG="$${KUBECONFIG:-$(ROOT)/.cluster/kubeconfig}" \
+		ansible-playbook -i localhost, kubeops.daemonset.lifecycle $(DEMO_ARGS)
+
+# Every test. The cluster-backed part runs on KUBECONFIG's cluster or a local one started and stopped around it.
+test: venv binaries collection
+	$(MAKE) --no-print-directory lint sanity unit
+	tests/with-cluster.sh $(MAKE) --no-print-directory integration molecule
+
+lint: venv
+	ruff format --check .
+	ruff check .
+	ansible-lint --profile production
+
+unit: venv
+	pytest -q tests/unit
+
+integration: venv binaries collection
+	pytest -q tests/integration
+
+molecule: venv binaries collection
+	cd extensions && molecule test --all
+
+# ansible-test wants the collection at .../ansible_collections/kubeops/daemonset: sanity runs on a copy of the tree.
+SANITY_DIR := $(ROOT)/.cache/sanity/ansible_collections/kubeops/daemonset
+# the pip version ansible-test bootstraps into its sanity venvs (tests/sanity/get_pip.py stands in for its download)
+PIP_BOOTSTRAP_VERSION = $(shell sed -n "s/^ *pip='\([0-9.]*\)',/\1/p" \
+	$(VENV)/lib/python3.1*/site-packages/ansible_test/_internal/python_requirements.py | tr . _)
+sanity: venv
+	install -D -m 0644 tests/sanity/get_pip.py "$$HOME/.ansible/test/cache/get_pip_$(PIP_BOOTSTRAP_VERSION).py"
+	rm -rf "$(SANITY_DIR)" && mkdir -p "$(SANITY_DIR)"
+	git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -P -t "$(SANITY_DIR)/"
+	# its own git repository: the enclosing checkout ignores .cache/, and ansible-test lists files through git
+	cd "$(SANITY_DIR)" && git init -q && git add -A && ansible-test sanity --venv --requirements --python 3.12 $(SANITY_ARGS)

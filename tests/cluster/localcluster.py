@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Start and stop the local test cluster: real etcd, kube-apiserver, kube-controller-manager and kube-scheduler
 built from Go modules, with KWOK simulating the kubelets of the nodes.
 
@@ -6,7 +5,7 @@ built from Go modules, with KWOK simulating the kubelets of the nodes.
     python tests/cluster/localcluster.py down              # stops every process it started, removes the state
 
 Everything listens on 127.0.0.1 only; TLS and RBAC are on. State (PKI, etcd data, logs, kubeconfig) lives in
-.cluster/ at the repository root; the binaries come from .cache/bin (`make binaries`).
+.cluster/ at the repository root (or $KUBEOPS_CLUSTER_DIR); the binaries come from .cache/bin (`make binaries`).
 """
 
 from __future__ import annotations
@@ -29,12 +28,13 @@ from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = ROOT / ".cache" / "bin"
-STATE = ROOT / ".cluster"
+# KUBEOPS_CLUSTER_DIR runs a second cluster beside the usual one (benchmarks).
+STATE = Path(os.environ.get("KUBEOPS_CLUSTER_DIR", ROOT / ".cluster")).resolve()
 PKI = STATE / "pki"
 LOGS = STATE / "logs"
 PIDS = STATE / "pids"
 KUBECONFIG = STATE / "kubeconfig"
-STAGES = Path(__file__).with_name("kwok-stages.yaml")
+STAGES = Path(__file__).with_name("kwok-stages.yaml.tmpl")
 SERVICE_CIDR = "10.96.0.0/16"
 # Start order; stopped in reverse.
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
@@ -357,7 +357,7 @@ def down(quiet: bool = False, keep_logs: bool = False) -> None:
             os.killpg(pid, signal.SIGTERM)
         except ProcessLookupError:
             continue
-        for _ in range(100):
+        for _attempt in range(100):
             if pid_of(name) is None:
                 break
             time.sleep(0.1)
@@ -371,7 +371,7 @@ def down(quiet: bool = False, keep_logs: bool = False) -> None:
     else:
         subprocess.run(["rm", "-rf", str(STATE)], check=False)
     if not quiet:
-        log("down; every component stopped and .cluster/ removed")
+        log(f"down; every component stopped and {STATE} removed")
 
 
 def main() -> None:
@@ -389,9 +389,12 @@ def main() -> None:
         help="a pod becomes Ready this many ms after binding, plus up to as much again in jitter",
     )
     sub.add_parser("down", help="stop every component and remove .cluster/")
+    sub.add_parser("status", help="exit 0 when the cluster is up")
     args = parser.parse_args()
     if args.command == "up":
         up(args.nodes, NodeShape(args.cpu, args.memory, args.pods), args.pod_ready_ms)
+    elif args.command == "status":
+        sys.exit(0 if is_up() else 1)
     else:
         down()
 
