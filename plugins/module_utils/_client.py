@@ -191,6 +191,18 @@ class Api:
                 return None
             raise
 
+    def require_daemonset(self, namespace: str, name: str) -> Obj:
+        """The DaemonSet; when missing, K8sError (404) naming the DaemonSets the namespace has (if listable)."""
+        daemonset = self.get_daemonset(namespace, name)
+        if daemonset is not None:
+            return daemonset
+        try:
+            names = sorted(item["metadata"]["name"] for item in self.list_objects("daemonsets", namespace)["items"])
+        except K8sError:  # no list permission: the plain message must do
+            raise K8sError(f"DaemonSet {namespace}/{name} not found", 404) from None
+        exists = f"DaemonSets there: {', '.join(names)}" if names else "there is no DaemonSet in that namespace"
+        raise K8sError(f"DaemonSet {namespace}/{name} not found; {exists}", 404)
+
     def list_controller_revisions(self, namespace: str, label_selector: str) -> list[Obj]:
         return self.list_objects("controllerrevisions", namespace, label_selector)["items"]
 

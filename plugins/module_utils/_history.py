@@ -130,12 +130,13 @@ def _images(template: Obj) -> list[str]:
     return [c.get("image") for c in (template.get("spec") or {}).get("containers") or []]
 
 
-def summarize(daemonset: Obj, revisions: t.Iterable[Obj], pods: t.Iterable[Obj] = ()) -> list[Obj]:
-    """One plain entry per owned revision, ascending, with how many of the DaemonSet's pods run it."""
+def summarize(daemonset: Obj, revisions: t.Iterable[Obj], pods: t.Iterable[Obj] | None = None) -> list[Obj]:
+    """One plain entry per owned revision, ascending, with how many of the DaemonSet's pods run it
+    (``pods: None`` when the pods are unknown)."""
     owned = owned_revisions(daemonset, revisions)
     live = current_revision(daemonset, owned)
     counts: dict[str, int] = {}
-    for pod in owned_by(daemonset, pods):
+    for pod in owned_by(daemonset, pods or ()):
         pod_hash = (pod["metadata"].get("labels") or {}).get(HASH_LABEL)
         counts[pod_hash] = counts.get(pod_hash, 0) + 1
     entries = []
@@ -149,7 +150,7 @@ def summarize(daemonset: Obj, revisions: t.Iterable[Obj], pods: t.Iterable[Obj] 
                 "change_cause": (rev["metadata"].get("annotations") or {}).get(CHANGE_CAUSE) or None,
                 "created": rev["metadata"].get("creationTimestamp"),
                 "images": _images(revision_template(rev)),
-                "pods": counts.get(rev_hash, 0),
+                "pods": None if pods is None else counts.get(rev_hash, 0),
                 "current": live is not None and rev["metadata"]["name"] == live["metadata"]["name"],
             }
         )

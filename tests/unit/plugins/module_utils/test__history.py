@@ -120,7 +120,9 @@ def test_current_revision_none_before_the_controller_records_it():
     ds = copy.deepcopy(ds)
     ds["spec"]["template"]["spec"]["containers"][0]["image"] = "new"
     assert h.current_revision(ds, h.owned_revisions(ds, revisions)) is None
-    assert not any(e["current"] for e in h.summarize(ds, revisions))
+    entries = h.summarize(ds, revisions)
+    assert not any(e["current"] for e in entries)
+    assert all(e["pods"] is None for e in entries)  # pods unknown
 
 
 def test_summarize_mid_rollout():
