@@ -94,5 +94,8 @@ sanity: venv
 	install -D -m 0644 tests/sanity/get_pip.py "$$HOME/.ansible/test/cache/get_pip_$(PIP_BOOTSTRAP_VERSION).py"
 	rm -rf "$(SANITY_DIR)" && mkdir -p "$(SANITY_DIR)"
 	git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -P -t "$(SANITY_DIR)/"
+	# the dependency, beside it as ansible-galaxy would install it (validate-modules reads its doc fragments)
+	mkdir -p "$(SANITY_DIR)/../../kubernetes" && rm -rf "$(SANITY_DIR)/../../kubernetes/core"
+	cp -r "$$(python -c 'import ansible_collections.kubernetes.core as c; print(c.__path__[0])')" "$(SANITY_DIR)/../../kubernetes/core"
 	# its own git repository: the enclosing checkout ignores .cache/, and ansible-test lists files through git
 	cd "$(SANITY_DIR)" && git init -q && git add -A && ansible-test sanity --venv --requirements --python 3.12 $(SANITY_ARGS)
