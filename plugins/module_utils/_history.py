@@ -278,9 +278,12 @@ def undo_patch(revision: Obj, resource_version: str | None = None, change_cause:
     return patch
 
 
-def predicted_new_revision(revisions: list[Obj]) -> int:
-    """The controller reuses the target ControllerRevision and bumps it to max(existing) + 1."""
-    return max((int(rev["revision"]) for rev in revisions), default=0) + 1
+def predicted_new_revision(revisions: list[Obj], target: Obj) -> int:
+    """The number the controller gives the target: it reuses the target's ControllerRevision and renumbers
+    it max(other revisions) + 1 unless it is already above them."""
+    name = target["metadata"]["name"]
+    others = [int(rev["revision"]) for rev in revisions if rev["metadata"]["name"] != name]
+    return max(max(others, default=0) + 1, int(target["revision"]))
 
 
 def plan_undo(daemonset: Obj, revisions: t.Iterable[Obj], to_revision: int | None) -> Obj:
@@ -303,7 +306,7 @@ def plan_undo(daemonset: Obj, revisions: t.Iterable[Obj], to_revision: int | Non
         "rolled_back_from": int(live["revision"]) if live else None,
         "to_revision": number,
         "changed": changed,
-        "predicted_revision": predicted_new_revision(owned) if changed else number,
+        "predicted_revision": predicted_new_revision(owned, target) if changed else number,
         "before": before,
         "after": after,
         "message": (

@@ -260,8 +260,9 @@ def test_undo_patch_is_the_stored_data_plus_precondition_and_cause():
 
 
 def test_predicted_new_revision():
-    assert h.predicted_new_revision(owned("03-bad-image-mid-rollout")) == 5
-    assert h.predicted_new_revision([]) == 1
+    revs = owned("03-bad-image-mid-rollout")  # 2, 3, 4
+    assert [h.predicted_new_revision(revs, r) for r in revs] == [5, 5, 4]  # the highest keeps its number
+    assert h.predicted_new_revision(revs[:1], revs[0]) == 2
 
 
 def test_plan_undo_rolls_forward():

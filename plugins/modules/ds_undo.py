@@ -1,0 +1,332 @@
+#!/usr/bin/python
+# Copyright (c) kubeops.daemonset contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: ds_undo
+short_description: Roll a DaemonSet back to a previous revision
+version_added: 0.1.0
+author:
+  - kubeops.daemonset developers
+description:
+  - Rolls a DaemonSet's pod template back to the one stored in one of its revisions (ControllerRevisions), like
+    C(kubectl rollout undo): the revision's stored strategic-merge patch is sent to the DaemonSet, revisions are
+    selected with kubectl's rules and the same error messages, which here also list the available revisions.
+  - Unlike kubectl, the write is conditioned on the C(resourceVersion) that was read, so a concurrent change is
+    never overwritten unnoticed: on a conflict the module re-reads the DaemonSet and retries once (warning when
+    the spec itself changed meanwhile), then fails clearly.
+  - Unlike kubectl and C(kubernetes.core.k8s_rollback), it returns the revision rolled back from, the target and
+    the NEW revision number the controller gives the target (revisions only roll forward: rolling back from 2 to
+    1 turns revision 1 into 3), read back from the cluster after the write.
+  - "RBAC: C(get) and C(patch) on C(apps/daemonsets) and C(list) on C(apps/controllerrevisions) are required;
+    O(wait=true) also needs C(list) and C(watch) on C(apps/daemonsets) (and C(list) on C(pods) and C(events) to
+    explain a stuck rollout)."
+options:
+  name:
+    description: Name of the DaemonSet.
+    type: str
+    required: true
+  namespace:
+    description: Namespace of the DaemonSet.
+    type: str
+    default: default
+  to_revision:
+    description:
+      - The revision number to roll back to.
+      - V(0) (the default) is the previous revision as kubectl picks it, the second-highest revision number,
+        whichever revision is live.
+      - A negative number, a number the DaemonSet has no revision for, or V(0) with fewer than two revisions is an
+        error that lists the available revisions; nothing is changed.
+    type: int
+    default: 0
+  change_cause:
+    description:
+      - Set the C(kubernetes.io/change-cause) annotation of the DaemonSet to this text, in the same patch that
+        restores the template.
+      - The controller copies the DaemonSet's annotations into a revision only when it creates it. An undo reuses
+        the target's existing revision, whose change-cause stays the one it was created with, so
+        C(kubectl rollout history) does not show this text; it stays on the DaemonSet (and is copied into the next
+        revision a later template change creates, unless that change sets its own).
+      - Not applied when the rollback is skipped because the template already matches.
+    type: str
+  wait:
+    description:
+      - Wait until the rollback has rolled out, with the semantics of M(kubeops.daemonset.ds_rollout_wait)
+        (C(kubectl rollout status)); the result is in RV(rollout).
+    type: bool
+    default: false
+  wait_timeout:
+    description: Seconds to wait with O(wait=true) before failing.
+    type: int
+    default: 300
+extends_documentation_fragment:
+  - kubernetes.core.k8s_auth_options
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Nothing is written. The patch is sent with C(dryRun=All), so the API server validates it and checks the
+        permissions; RV(predicted_revision) says which number the controller would assign.
+  diff_mode:
+    support: full
+    details: The live pod template before and the target template after, as YAML.
+  idempotent:
+    support: full
+    details:
+      - When the live template already equals the target revision's template (compared as parsed JSON, not bytes)
+        the module reports V(changed=false), like kubectl's C(skipped rollback).
+      - With the default O(to_revision=0) a second run targets the new previous revision, as kubectl does; pin
+        O(to_revision) for a repeatable task.
+notes:
+  - Rolling back does not update the C(kubectl.kubernetes.io/last-applied-configuration) annotation; the module
+    warns like kubectl when the DaemonSet has one, because a later C(kubectl apply) would compute its patch against
+    the old configuration.
+seealso:
+  - module: kubeops.daemonset.ds_history
+  - module: kubeops.daemonset.ds_rollout_wait
+  - name: kubectl rollout undo
+    description: The kubectl command this module mirrors.
+    link: https://kubernetes.io/docs/reference/kubectl/generated/kubectl_rollout/kubectl_rollout_undo/
+"""
+
+EXAMPLES = r"""
+---
+- name: Roll fluentd back to the previous revision and wait for it
+  kubeops.daemonset.ds_undo:
+    name: fluentd-elasticsearch
+    namespace: kube-system
+    wait: true
+  register: undo
+
+- name: Say which revision is live now
+  ansible.builtin.debug:
+    msg: "rolled back from {{ undo.rolled_back_from }} to {{ undo.to_revision }}, now revision {{ undo.new_revision }}"
+
+- name: Roll back to revision 2 with a change-cause
+  kubeops.daemonset.ds_undo:
+    name: fluentd-elasticsearch
+    namespace: kube-system
+    to_revision: 2
+    change_cause: rollback to v2.5.2 after the memory regression
+"""
+
+RETURN = r"""
+msg:
+  description: What happened, in kubectl's words.
+  returned: always
+  type: str
+  sample: daemonset.apps/fluentd-elasticsearch rolled back to revision 1
+rolled_back_from:
+  description: The revision that was live before; null when the controller had not recorded the live template.
+  returned: success
+  type: int
+  sample: 2
+to_revision:
+  description: Number of the target revision before the rollback.
+  returned: success
+  type: int
+  sample: 1
+predicted_revision:
+  description: The number the controller is expected to give the target (max of the others + 1).
+  returned: success
+  type: int
+  sample: 3
+new_revision:
+  description:
+    - The number the controller gave the target revision, read back after the write. Equals RV(to_revision) when
+      nothing changed.
+    - Null in check mode, and when the controller did not record it within a few seconds (the module warns).
+  returned: success
+  type: int
+  sample: 3
+changes:
+  description: Changed leaf fields of the pod template, from the live one to the target.
+  returned: success
+  type: list
+  elements: dict
+  sample:
+    - path: spec.containers[name=fluentd-elasticsearch].image
+      before: quay.io/fluentd_elasticsearch/fluentd:v2.6.0
+      after: quay.io/fluentd_elasticsearch/fluentd:v2.5.2
+diff:
+  description: The live and the target pod template as YAML.
+  returned: in diff mode
+  type: dict
+  contains:
+    before:
+      description: The live pod template.
+      type: str
+    after:
+      description: The target revision's pod template.
+      type: str
+rollout:
+  description: The result of waiting for the rollout, as M(kubeops.daemonset.ds_rollout_wait) returns it.
+  returned: when O(wait=true) and the rollback changed the template outside check mode
+  type: dict
+"""
+
+import time
+import typing as t
+
+from ansible_collections.kubeops.daemonset.plugins.module_utils import _history
+from ansible_collections.kubeops.daemonset.plugins.module_utils._client import (
+    Api,
+    K8sError,
+    api_from_module,
+    build_module,
+    selector_string,
+)
+from ansible_collections.kubeops.daemonset.plugins.module_utils._watch import wait_for_rollout
+
+ARGUMENT_SPEC = {
+    "name": {"type": "str", "required": True},
+    "namespace": {"type": "str", "default": "default"},
+    "to_revision": {"type": "int", "default": 0},
+    "change_cause": {"type": "str"},
+    "wait": {"type": "bool", "default": False},
+    "wait_timeout": {"type": "int", "default": 300},
+}
+
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+READ_BACK_SECONDS = 15.0
+
+Obj = dict[str, t.Any]
+
+
+def load(api: Api, namespace: str, name: str) -> tuple[Obj, list[Obj]]:
+    daemonset = api.require_daemonset(namespace, name)
+    listed = api.list_controller_revisions(namespace, selector_string(daemonset["spec"]["selector"]))
+    return daemonset, _history.owned_revisions(daemonset, listed)
+
+
+def replan(module, api: Api, old: Obj, plan: Obj) -> tuple[Obj, Obj]:
+    """After a 409: re-read, keep the same target ControllerRevision (its number may have moved)."""
+    params = module.params
+    daemonset, revisions = load(api, params["namespace"], params["name"])
+    if daemonset["metadata"].get("generation") != old["metadata"].get("generation"):
+        module.warn("the DaemonSet's spec changed while rolling back; re-read it and retried against the new state")
+    target_name = plan["target"]["metadata"]["name"]
+    numbers = [int(rev["revision"]) for rev in revisions if rev["metadata"]["name"] == target_name]
+    if not numbers:
+        raise _history.HistoryError(
+            f"revision {plan['to_revision']} ({target_name}) disappeared while rolling back; "
+            f"{_history.describe_available(revisions)}"
+        )
+    return daemonset, _history.plan_undo(daemonset, revisions, numbers[0])
+
+
+def send(module, api: Api, daemonset: Obj, plan: Obj) -> None:
+    params = module.params
+    body = _history.undo_patch(plan["target"], daemonset["metadata"]["resourceVersion"], params["change_cause"])
+    api.patch_daemonset(params["namespace"], params["name"], body, dry_run=module.check_mode)
+
+
+def write(module, api: Api, daemonset: Obj, plan: Obj) -> Obj:
+    """Send the undo patch conditioned on the resourceVersion read; on a conflict re-plan and retry once."""
+    try:
+        send(module, api, daemonset, plan)
+        return plan
+    except K8sError as exc:
+        if exc.status != 409:
+            raise
+    daemonset, plan = replan(module, api, daemonset, plan)
+    if plan["changed"]:
+        try:
+            send(module, api, daemonset, plan)
+        except K8sError as exc:
+            if exc.status == 409:
+                raise K8sError(
+                    "the DaemonSet kept changing while rolling back (409 Conflict twice); nothing was overwritten, "
+                    f"run again: {exc}",
+                    409,
+                ) from exc
+            raise
+    return plan
+
+
+def read_back_revision(api: Api, namespace: str, target: Obj, expected: int) -> int | None:
+    """Re-read the target ControllerRevision until the controller has renumbered it (bounded)."""
+    name, before = target["metadata"]["name"], int(target["revision"])
+    if expected == before:
+        return before
+    deadline, delay = time.monotonic() + READ_BACK_SECONDS, 0.1
+    while True:
+        items = api.list_objects("controllerrevisions", namespace, field_selector=f"metadata.name={name}")["items"]
+        if items and int(items[0]["revision"]) != before:
+            return int(items[0]["revision"])
+        if time.monotonic() + delay > deadline:
+            return None
+        time.sleep(delay)
+        delay = min(delay * 2, 1.0)
+
+
+def run(module, api: Api) -> Obj:
+    params = module.params
+    namespace, name = params["namespace"], params["name"]
+    daemonset, revisions = load(api, namespace, name)
+    plan = _history.plan_undo(daemonset, revisions, params["to_revision"])
+    if plan["changed"]:
+        if LAST_APPLIED in (daemonset["metadata"].get("annotations") or {}):
+            module.warn(
+                f"daemonset {namespace}/{name} was previously managed with 'kubectl apply'; rolling back does not "
+                f"update its {LAST_APPLIED} annotation, which may cause unexpected behavior on future 'kubectl apply' "
+                "operations"
+            )
+        plan = write(module, api, daemonset, plan)
+    result: Obj = {
+        "changed": plan["changed"],
+        "msg": plan["message"],
+        "rolled_back_from": plan["rolled_back_from"],
+        "to_revision": plan["to_revision"],
+        "predicted_revision": plan["predicted_revision"],
+        "new_revision": None,
+        "changes": _history.template_changes(plan["before"], plan["after"]),
+    }
+    if module._diff:
+        result["diff"] = {
+            "before": _history.to_yaml(plan["before"]),
+            "after": _history.to_yaml(plan["after"]),
+            "before_header": f"daemonset {namespace}/{name} pod template (live)",
+            "after_header": f"daemonset {namespace}/{name} pod template (revision {plan['to_revision']})",
+        }
+    if module.check_mode:
+        return result
+    if not plan["changed"]:
+        result["new_revision"] = plan["to_revision"]
+        return result
+    result["new_revision"] = read_back_revision(api, namespace, plan["target"], plan["predicted_revision"])
+    if result["new_revision"] is None:
+        module.warn(
+            f"the controller did not renumber revision {plan['to_revision']} within {READ_BACK_SECONDS:.0f}s "
+            f"(expected {plan['predicted_revision']}); is kube-controller-manager running?"
+        )
+    if params["wait"]:
+        result["rollout"] = wait_for_rollout(api, namespace, name, params["wait_timeout"])
+        for warning in result["rollout"].pop("warnings"):
+            module.warn(warning)
+        if result["rollout"]["failed"]:
+            result["failed"] = True
+            result["msg"] = f"{plan['message']}, but the rollout did not complete: {result['rollout']['msg']}"
+    return result
+
+
+def main() -> None:
+    module = build_module(ARGUMENT_SPEC)
+    try:
+        api = api_from_module(module, "ds_undo")
+        result = run(module, api)
+    except K8sError as exc:
+        module.fail_json(msg=str(exc))
+    except _history.HistoryError as exc:
+        module.fail_json(msg=f"DaemonSet {module.params['namespace']}/{module.params['name']}: {exc}")
+    if result.pop("failed", False):
+        module.fail_json(**result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
