@@ -20,8 +20,10 @@ import typing as t
 Obj = dict[str, t.Any]
 
 HASH_LABEL = "controller-revision-hash"
-# Set by the DaemonSet controller on every pod: the DaemonSet generation the pod was created from.
+# The controller labels each pod with the template generation it was created from; the API server counts
+# template changes (only those, unlike metadata.generation) in this DaemonSet annotation.
 GENERATION_LABEL = "pod-template-generation"
+TEMPLATE_GENERATION = "deprecated.daemonset.template.generation"
 ON_DELETE = "OnDelete"
 OBSERVE_MESSAGE = "Waiting for daemon set spec update to be observed..."
 
@@ -127,12 +129,13 @@ def _condition(pod: Obj, kind: str) -> Obj:
 
 
 def pod_is_updated(pod: Obj, daemonset: Obj, current_hash: str | None) -> bool:
-    """The controller's rule: the pod's revision hash is the current one (or, when the current hash is
-    unknown, the pod was created from the DaemonSet's current generation)."""
+    """The controller's rule: the pod's revision hash is the current one, or (when the current hash is
+    unknown) the pod was created from the DaemonSet's current template generation."""
     labels = pod["metadata"].get("labels") or {}
     if current_hash:
         return labels.get(HASH_LABEL) == current_hash
-    return labels.get(GENERATION_LABEL) == str(daemonset["metadata"].get("generation"))
+    template_generation = (daemonset["metadata"].get("annotations") or {}).get(TEMPLATE_GENERATION)
+    return template_generation is not None and labels.get(GENERATION_LABEL) == template_generation
 
 
 def pod_is_available(pod: Obj, min_ready_seconds: int, now: datetime.datetime) -> bool:
@@ -144,10 +147,12 @@ def pod_is_available(pod: Obj, min_ready_seconds: int, now: datetime.datetime) -
     return min_ready_seconds <= 0 or since is None or (now - since).total_seconds() >= min_ready_seconds
 
 
-def _pod_problems(pod: Obj) -> list[tuple[str, str]]:
+def _pod_problems(pod: Obj, min_ready_seconds: int) -> list[tuple[str, str]]:
     """(reason, message) pairs saying why a pod is not available."""
     status = pod.get("status") or {}
     problems = []
+    if _condition(pod, "Ready").get("status") == "True" and not pod["metadata"].get("deletionTimestamp"):
+        return [("MinReadySeconds", f"ready, but for less than minReadySeconds ({min_ready_seconds}s)")]
     if pod["metadata"].get("deletionTimestamp"):
         problems.append(("Terminating", "the pod is being deleted (a NotReady node can keep it terminating)"))
     scheduled = _condition(pod, "PodScheduled")
@@ -206,7 +211,7 @@ def rollout_blockers(
             unavailable_nodes.append(node or pod["metadata"]["name"])
         if available:
             continue
-        for reason, message in _pod_problems(pod):
+        for reason, message in _pod_problems(pod, min_ready):
             group = groups.setdefault(
                 (reason, message), {"reason": reason, "message": message, "count": 0, "pods": [], "nodes": []}
             )
