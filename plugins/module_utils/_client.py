@@ -59,6 +59,20 @@ RBAC_RULES: dict[str, dict[str, list[Obj]]] = {
             {"apiGroups": [""], "resources": ["pods", "events"], "verbs": ["list"]},
         ],
     },
+    # nodes are cluster-scoped: ds_diagnose needs a ClusterRole (pods of all namespaces, node leases).
+    "ds_diagnose": {
+        "required": [
+            {"apiGroups": ["apps"], "resources": ["daemonsets"], "verbs": ["get"]},
+            {"apiGroups": [""], "resources": ["nodes", "pods"], "verbs": ["list"]},
+        ],
+        "optional": [
+            {"apiGroups": [""], "resources": ["events"], "verbs": ["list"]},
+            {"apiGroups": ["apps"], "resources": ["controllerrevisions"], "verbs": ["list"]},
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["list"]},
+            {"apiGroups": [""], "resources": ["pods/eviction"], "verbs": ["create"]},
+            {"apiGroups": ["apps"], "resources": ["daemonsets"], "verbs": ["patch"]},
+        ],
+    },
 }
 
 # resource -> (API path prefix, namespaced)
@@ -68,6 +82,7 @@ _RESOURCES = {
     "pods": ("/api/v1", True),
     "events": ("/api/v1", True),
     "nodes": ("/api/v1", False),
+    "leases": ("/apis/coordination.k8s.io/v1", True),
 }
 
 
@@ -133,17 +148,23 @@ class Api:
         self._client = dynamic_client
         self.module_name = module_name
         self.host = host
+        self.calls = 0  # requests sent, for modules that report how many calls they made
+        self.server_date: str | None = None  # Date header of the last response: the API server's clock
 
     # --- plumbing ----------------------------------------------------------------------------
 
     def _path(self, resource: str, namespace: str | None, name: str | None = None) -> str:
+        """Namespaced resources with namespace None: across all namespaces; ``pods/eviction`` style subresources."""
+        resource, _, subresource = resource.partition("/")
         prefix, namespaced = _RESOURCES[resource]
-        path = f"{prefix}/namespaces/{namespace}/{resource}" if namespaced else f"{prefix}/{resource}"
-        return f"{path}/{name}" if name else path
+        path = f"{prefix}/namespaces/{namespace}/{resource}" if namespaced and namespace else f"{prefix}/{resource}"
+        path = f"{path}/{name}" if name else path
+        return f"{path}/{subresource}" if subresource else path
 
     def _error(self, exc: Exception, verb: str, resource: str, namespace: str | None, name: str | None) -> K8sError:
-        group = "apps/" if _RESOURCES[resource][0].startswith("/apis/apps") else ""
-        where = f' in namespace "{namespace}"' if namespace and _RESOURCES[resource][1] else ""
+        prefix, namespaced = _RESOURCES[resource.partition("/")[0]]
+        group = prefix.split("/")[2] + "/" if prefix.startswith("/apis/") else ""
+        where = f' in namespace "{namespace}"' if namespace and namespaced else ""
         if not isinstance(exc, ApiException):
             return K8sError(f"cannot reach the Kubernetes API at {self.host}: {getattr(exc, 'reason', None) or exc}")
         server = _server_message(exc)
@@ -163,10 +184,13 @@ class Api:
         return K8sError(f"{verb} {target}{where} failed ({exc.status}): {server}", exc.status)
 
     def _request(self, method: str, verb: str, resource: str, namespace: str | None, name: str | None, **params):
+        self.calls += 1
         try:
-            return self._client.request(method, self._path(resource, namespace, name), serialize=False, **params)
+            response = self._client.request(method, self._path(resource, namespace, name), serialize=False, **params)
         except (ApiException, Urllib3Error, OSError) as exc:
             raise self._error(exc, verb, resource, namespace, name) from exc
+        self.server_date = (getattr(response, "headers", None) or {}).get("Date") or self.server_date
+        return response
 
     def _json(self, method: str, verb: str, resource: str, namespace: str | None, name: str | None, **params) -> Obj:
         response = self._request(method, verb, resource, namespace, name, **params)
@@ -216,6 +240,20 @@ class Api:
 
     def list_events(self, namespace: str, field_selector: str | None = None) -> list[Obj]:
         return self.list_objects("events", namespace, field_selector=field_selector)["items"]
+
+    def list_leases(self, namespace: str = "kube-node-lease") -> list[Obj]:
+        return self.list_objects("leases", namespace)["items"]
+
+    def evict_pod(self, namespace: str, name: str, dry_run: bool = False) -> None:
+        """POST a policy/v1 Eviction: the API server honours PodDisruptionBudgets and answers 429 when one
+        forbids it (K8sError with status 429 and the server's message)."""
+        body = {
+            "apiVersion": "policy/v1",
+            "kind": "Eviction",
+            "metadata": {"name": name, "namespace": namespace},
+            **({"deleteOptions": {"dryRun": ["All"]}} if dry_run else {}),
+        }
+        self._request("post", "create", "pods/eviction", namespace, name, body=body)
 
     def patch_daemonset(
         self,
