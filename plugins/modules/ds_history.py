@@ -11,7 +11,7 @@ module: ds_history
 short_description: List the revisions of a DaemonSet, show one, or diff two
 version_added: 0.1.0
 author:
-  - kubeops.daemonset developers
+  - kubeops.daemonset contributors (@kubeops)
 description:
   - Lists the revisions (ControllerRevisions) of a DaemonSet exactly as C(kubectl rollout history) finds them
     - listed with the DaemonSet's label selector and kept only when their controller ownerReference is the
@@ -45,6 +45,8 @@ options:
     elements: int
 extends_documentation_fragment:
   - kubernetes.core.k8s_auth_options
+  - kubeops.daemonset.attributes
+  - kubeops.daemonset.attributes.actiongroup
 attributes:
   check_mode:
     support: full

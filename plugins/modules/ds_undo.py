@@ -11,17 +11,17 @@ module: ds_undo
 short_description: Roll a DaemonSet back to a previous revision
 version_added: 0.1.0
 author:
-  - kubeops.daemonset developers
+  - kubeops.daemonset contributors (@kubeops)
 description:
   - Rolls a DaemonSet's pod template back to the one stored in one of its revisions (ControllerRevisions), like
-    C(kubectl rollout undo): the revision's stored strategic-merge patch is sent to the DaemonSet, revisions are
+    C(kubectl rollout undo). The revision's stored strategic-merge patch is sent to the DaemonSet; revisions are
     selected with kubectl's rules and the same error messages, which here also list the available revisions.
   - Unlike kubectl, the write is conditioned on the C(resourceVersion) that was read, so a concurrent change is
-    never overwritten unnoticed: on a conflict the module re-reads the DaemonSet and retries once (warning when
+    never overwritten unnoticed. On a conflict the module re-reads the DaemonSet and retries once (warning when
     the spec itself changed meanwhile), then fails clearly.
   - Unlike kubectl and C(kubernetes.core.k8s_rollback), it returns the revision rolled back from, the target and
-    the NEW revision number the controller gives the target (revisions only roll forward: rolling back from 2 to
-    1 turns revision 1 into 3), read back from the cluster after the write.
+    the NEW revision number the controller gives the target, read back from the cluster after the write.
+    Revisions only roll forward; rolling back from 2 to 1 turns revision 1 into 3.
   - "RBAC: C(get) and C(patch) on C(apps/daemonsets) and C(list) on C(apps/controllerrevisions) are required;
     O(wait=true) also needs C(list) and C(watch) on C(apps/daemonsets) (and C(list) on C(pods) and C(events) to
     explain a stuck rollout)."
@@ -65,6 +65,8 @@ options:
     default: 300
 extends_documentation_fragment:
   - kubernetes.core.k8s_auth_options
+  - kubeops.daemonset.attributes
+  - kubeops.daemonset.attributes.actiongroup
 attributes:
   check_mode:
     support: full
