@@ -761,7 +761,7 @@ def _find_not_ready_nodes(view: _View) -> list[Obj]:
     summary = f"{_plural(len(nodes), 'node')} NotReady/unreachable ({_preview(nodes)})"
     summary += f" holding {_plural(len(pods), 'daemon pod')}" + (f", {stuck} Terminating/Unknown" if stuck else "")
     if not counted:
-        summary += " (not counted in desired: the rollout goes on without them)"
+        summary += " (not in desired)"
     return [
         _finding(
             "node_not_ready", "error" if counted else "warning", summary, nodes, pods, {"per_node": per_node},
@@ -821,16 +821,14 @@ def _find_clock_skew(view: _View, leases: list[Obj], tolerance: float) -> list[O
     parts = []
     if skewed:
         worst = max(skewed.items(), key=lambda item: abs(item[1]))
-        parts.append(f"{_plural(len(skewed), 'node clock')} off the API server's by up to {worst[1]:+g}s ({worst[0]})")
+        parts.append(f"{_plural(len(skewed), 'node')} off by up to {worst[1]:+g}s ({worst[0]})")
     if future:
         parts.append(f"{_plural(len(future), 'pod')} Ready in the future")
     if not_counted:
-        parts.append(
-            f"{not_counted} of {len(ready_long)} pods Ready > minReadySeconds={view.min_ready}s not counted available"
-        )
+        parts.append(f"{not_counted} pods Ready > minReadySeconds={view.min_ready}s not available")
     return [
         _finding(
-            "clock_skew", severity, "suspected clock skew: " + "; ".join(parts), nodes,
+            "clock_skew", severity, "clock skew: " + "; ".join(parts), nodes,
             [f["pod"] for f in future],
             {"node_offsets_seconds": dict(sorted(skewed.items())), "pods_ready_in_future": future[:EXAMPLES],
              "min_ready_seconds": view.min_ready, "ready_longer_than_min": len(ready_long),
@@ -1021,7 +1019,7 @@ def counters(daemonset: Obj, nodes: t.Iterable[Obj], pods: t.Iterable[Obj], revi
 
 
 def render_report(daemonset: Obj, findings: list[Obj], counts: Obj | None = None, width: int = 100) -> str:
-    """A short table a person reads in ten seconds; "no problem found" when only notes remain."""
+    """A short table a person reads in ten seconds; "no problem found" (and the notes) when healthy."""
     meta = daemonset["metadata"]
     head = f"DaemonSet {meta.get('namespace')}/{meta['name']}"
     if counts:
@@ -1031,18 +1029,19 @@ def render_report(daemonset: Obj, findings: list[Obj], counts: Obj | None = None
             f"available {status['numberAvailable']})"
         )
     problems = [f for f in findings if f["severity"] != "info"]
-    lines = [f"{head}: " + ("no problem found" if not problems else _plural(len(problems), "problem") + " found")]
-    if findings:
-        cause_width = max(len("CAUSE"), *(len(f["cause"]) for f in findings))
-        lines.append(f"{'SEVERITY':<9}{'CAUSE':<{cause_width + 2}}{'NODES':>5}{'PODS':>6}  SUMMARY")
-        for f in findings:
-            summary = f["summary"] if len(f["summary"]) <= width else f["summary"][: width - 3] + "..."
-            lines.append(
-                f"{f['severity']:<9}{f['cause']:<{cause_width + 2}}{len(f['nodes']):>5}{len(f['pods']):>6}  {summary}"
-            )
-        for f in problems:
-            lines.append(f"-> {f['cause']}: {f['suggested_action']}")
-    return "\n".join(lines)
+    notes = [f"note: {f['summary']}" for f in findings if f["severity"] == "info"]
+    if not problems:
+        return "\n".join([f"{head}: no problem found", *notes])
+    cause_width = max(len("CAUSE"), *(len(f["cause"]) for f in problems)) + 2
+    lines = [
+        f"{head}: {_plural(len(problems), 'problem')} found",
+        f"{'SEVERITY':<9}{'CAUSE':<{cause_width}}{'NODES':>5}{'PODS':>6}  SUMMARY",
+    ]
+    for f in problems:
+        summary = f["summary"] if len(f["summary"]) <= width else f["summary"][: width - 3] + "..."
+        lines.append(f"{f['severity']:<9}{f['cause']:<{cause_width}}{len(f['nodes']):>5}{len(f['pods']):>6}  {summary}")
+    lines += [f"-> {f['cause']}: {f['suggested_action']}" for f in problems]
+    return "\n".join(lines + notes)
 
 
 # --- remediation decisions -------------------------------------------------------------------
