@@ -73,6 +73,15 @@ RBAC_RULES: dict[str, dict[str, list[Obj]]] = {
             {"apiGroups": ["apps"], "resources": ["daemonsets"], "verbs": ["patch"]},
         ],
     },
+    "ds_batch_rollout": {
+        "required": [
+            {"apiGroups": ["apps"], "resources": ["daemonsets"], "verbs": ["get", "list", "watch", "patch"]},
+            {"apiGroups": ["apps"], "resources": ["controllerrevisions"], "verbs": ["list"]},
+            {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "delete"]},
+            {"apiGroups": [""], "resources": ["nodes"], "verbs": ["list"]},
+        ],
+        "optional": [],
+    },
 }
 
 # resource -> (API path prefix, namespaced)
@@ -274,6 +283,18 @@ class Api:
             content_type=content_type,
             dry_run="All" if dry_run else None,
         )
+
+    def delete_pod(self, namespace: str, name: str, uid: str | None = None) -> bool:
+        """Delete a pod (graceful, as kubectl does); with UID only that incarnation, so a replacement that took
+        the name meanwhile is left alone. False when the pod (or that incarnation) is already gone."""
+        body = {"preconditions": {"uid": uid}} if uid else None
+        try:
+            self._request("delete", "delete", "pods", namespace, name, body=body)
+        except K8sError as exc:
+            if exc.status in (404, 409):  # gone, or the name now belongs to another pod (uid precondition)
+                return False
+            raise
+        return True
 
     def watch(
         self, resource: str, namespace: str, name: str, resource_version: str, timeout_seconds: int

@@ -1,0 +1,392 @@
+# Copyright (c) kubeops.daemonset contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Pure logic for node-batch (canary) rollouts of vanilla DaemonSets: API objects in, plain data out.
+
+The rollout pattern (openshift-ansible, Kruise Rollouts), with no controller to install: the DaemonSet is
+switched to ``OnDelete`` in the same write that applies the new template, so the controller stops replacing
+pods; then the old pods of one node batch after another are deleted, the controller recreates them from the
+new template, and every batch must pass a health gate before the next one starts.
+
+Batches are cumulative targets like Kruise partitions: ``[1, "10%", "50%", "100%"]`` means "1 node updated,
+then 10% of the eligible nodes (rounded up), then half, then all". A batch can also be a node label selector
+(``{"selector": {"pool": "canary"}}``: every eligible node of that pool), for a canary pool first. Nodes
+already running the target revision (``controller-revision-hash``) count as done, so a resumed run continues
+where the last one stopped and a finished rollout plans nothing.
+
+Which nodes are eligible (nodeSelector, required node affinity, taints against tolerations) is decided by
+``_diagnose.node_placement``, the controller's rule shared with the diagnosis.
+
+The rollout's own state (the original update strategy and the revision to roll back to) is kept in one
+annotation on the DaemonSet while the rollout runs, so any later run, from any machine, can resume or roll
+back; it is removed in the write that restores the strategy.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import re
+import typing as t
+
+from ansible_collections.kubeops.daemonset.plugins.module_utils import _diagnose, _history
+
+Obj = dict[str, t.Any]
+
+STATE_ANNOTATION = "daemonset.kubeops.io/batch-rollout"
+ON_DELETE = {"type": "OnDelete"}
+DEFAULT_STRATEGY = {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}
+
+# Waiting reasons that do not heal by waiting a few seconds: the gate fails at once (with fail_fast).
+FATAL_REASONS = frozenset(
+    {
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "InvalidImageName",
+        "ErrImageNeverPull",
+        "CrashLoopBackOff",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+        "RunContainerError",
+    }
+)
+
+PASSED, WAITING, FAILED = "passed", "waiting", "failed"
+
+
+class BatchError(Exception):
+    """A batch specification that cannot be planned."""
+
+
+# --- batch specifications ------------------------------------------------------------------
+
+
+def parse_batches(batches: t.Iterable[t.Any]) -> list[Obj]:
+    """Normalize the user's batch list: ``{"kind": "count"|"percent"|"selector", "value", "label"}``.
+
+    Counts are positive integers (or digit strings), percentages ``"N%"`` with 0 < N <= 100, selectors a dict
+    ``{"selector": LABELS}`` where LABELS is a map of labels or a LabelSelector (matchLabels/matchExpressions).
+    """
+    specs = []
+    for position, item in enumerate(batches, start=1):
+        specs.append(_parse_one(item, position))
+    if not specs:
+        raise BatchError("batches is empty; give at least one batch, for example [1, '50%', '100%']")
+    return specs
+
+
+def _parse_one(item: t.Any, position: int) -> Obj:
+    where = f"batch {position} ({item!r})"
+    if isinstance(item, bool):
+        raise BatchError(f"{where}: a batch is a node count, a percentage or {{'selector': labels}}")
+    if isinstance(item, int) or (isinstance(item, str) and item.strip().isdigit()):
+        count = int(item)
+        if count < 1:
+            raise BatchError(f"{where}: a node count must be at least 1")
+        return {"kind": "count", "value": count, "label": str(count)}
+    if isinstance(item, str) and item.strip().endswith("%"):
+        number = item.strip()[:-1].strip()
+        if not number.isdigit() or not 0 < int(number) <= 100:
+            raise BatchError(f"{where}: a percentage must be a whole number from 1% to 100%")
+        return {"kind": "percent", "value": int(number), "label": f"{int(number)}%"}
+    if isinstance(item, dict) and set(item) == {"selector"} and isinstance(item["selector"], dict):
+        selector = item["selector"]
+        if not ({"matchLabels", "matchExpressions"} & set(selector)):
+            selector = {"matchLabels": selector}  # the short form: a plain map of labels
+        if not selector.get("matchLabels") and not selector.get("matchExpressions"):
+            raise BatchError(f"{where}: an empty selector would match every node; use '100%' for that")
+        return {"kind": "selector", "value": selector, "label": f"selector {_selector_label(selector)}"}
+    raise BatchError(f"{where}: a batch is a node count (1), a percentage ('10%') or {{'selector': {{label: value}}}}")
+
+
+def _selector_label(selector: Obj) -> str:
+    terms = [f"{key}={value}" for key, value in sorted((selector.get("matchLabels") or {}).items())]
+    for expr in selector.get("matchExpressions") or []:
+        values = ",".join(expr.get("values") or [])
+        terms.append(f"{expr['key']} {expr['operator']} ({values})" if values else f"{expr['key']} {expr['operator']}")
+    return ",".join(terms)
+
+
+# --- nodes and pods ------------------------------------------------------------------------
+
+
+def natural_key(name: str) -> list[t.Any]:
+    """Sort key putting ``node-2`` before ``node-10``."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def eligible_nodes(daemonset: Obj, nodes: t.Iterable[Obj]) -> list[Obj]:
+    """The nodes that should run the DaemonSet's (live) template, in natural name order."""
+    chosen = [node for node in nodes if _diagnose.node_placement(daemonset, node)["should_run"]]
+    return sorted(chosen, key=lambda node: natural_key(node["metadata"]["name"]))
+
+
+def pods_by_node(daemonset: Obj, pods: t.Iterable[Obj]) -> dict[str, Obj]:
+    """The DaemonSet's pod on each node (not being deleted), keyed by node name; pending pods count too."""
+    by_node: dict[str, Obj] = {}
+    for pod in _diagnose.daemon_pods(daemonset, pods):
+        node = _diagnose.pod_target_node(pod)
+        if not node or pod["metadata"].get("deletionTimestamp") or _diagnose.pod_terminated(pod):
+            continue
+        known = by_node.get(node)
+        if known is None or pod["metadata"].get("creationTimestamp", "") > known["metadata"].get(
+            "creationTimestamp", ""
+        ):
+            by_node[node] = pod
+    return by_node
+
+
+def pod_hash(pod: Obj | None) -> str | None:
+    return ((pod or {}).get("metadata", {}).get("labels") or {}).get(_history.HASH_LABEL)
+
+
+def restarts(pod: Obj) -> int:
+    status = pod.get("status") or {}
+    containers = (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or [])
+    return sum(int(c.get("restartCount") or 0) for c in containers)
+
+
+# --- the plan ------------------------------------------------------------------------------
+
+
+def plan_batches(specs: list[Obj], nodes: list[Obj], by_node: dict[str, Obj], target_hash: str | None) -> Obj:
+    """Which eligible NODES go in which batch, skipping nodes whose pod already runs TARGET_HASH.
+
+    Counts and percentages are cumulative targets over all eligible nodes (percentages rounded up, as the
+    controller rounds maxUnavailable); done nodes count towards them, so a batch whose target is already reached
+    is empty. A selector batch takes every pending node it matches. When the list does not reach every node, a
+    final ``100%`` batch is added, so a plan always ends with all nodes updated.
+
+    Returns ``{"total", "done": [names], "batches": [{"batch", "spec", "target", "nodes"}], "pending"}``;
+    ``batches`` keeps empty batches (``nodes: []``) so numbering follows the user's list.
+    """
+    total = len(nodes)
+    done = [
+        node["metadata"]["name"] for node in nodes if target_hash and pod_hash(by_node.get(_name(node))) == target_hash
+    ]
+    pending = [node for node in nodes if node["metadata"]["name"] not in set(done)]
+    covered = len(done)
+    batches = []
+    for number, spec in enumerate(specs, start=1):
+        if spec["kind"] == "selector":
+            chosen = [
+                node for node in pending if _history.selector_matches(spec["value"], node["metadata"].get("labels"))
+            ]
+        else:
+            target = spec["value"] if spec["kind"] == "count" else math.ceil(spec["value"] * total / 100)
+            chosen = pending[: max(0, min(target, total) - covered)]
+        pending = [node for node in pending if node not in chosen]
+        covered += len(chosen)
+        batches.append(_batch(number, spec["label"], covered, chosen))
+    if pending:
+        batches.append(_batch(len(specs) + 1, "100% (added: the list did not reach every node)", total, pending))
+    return {
+        "total": total,
+        "done": done,
+        "batches": batches,
+        "pending": sum(len(batch["nodes"]) for batch in batches),
+    }
+
+
+def _name(node: Obj) -> str:
+    return node["metadata"]["name"]
+
+
+def _batch(number: int, label: str, target: int, nodes: list[Obj]) -> Obj:
+    return {"batch": number, "spec": label, "target": target, "nodes": [_name(node) for node in nodes]}
+
+
+def plan_lines(plan: Obj, limit: int = 8) -> list[str]:
+    """The plan as lines for people: ``batch 2/4 (10%): 4 nodes -> 5 of 50 updated: a, b, c, d``."""
+    count = len(plan["batches"])
+    lines = [f"{len(plan['done'])} of {plan['total']} eligible nodes already run the target revision"]
+    for batch in plan["batches"]:
+        head = f"batch {batch['batch']}/{count} ({batch['spec']}): "
+        if not batch["nodes"]:
+            lines.append(head + f"nothing to do ({batch['target']} of {plan['total']} already updated)")
+            continue
+        names = ", ".join(batch["nodes"][:limit]) + (", ..." if len(batch["nodes"]) > limit else "")
+        lines.append(head + f"{_plural(len(batch['nodes']), 'node')} -> {batch['target']} of {plan['total']}: {names}")
+    return lines
+
+
+def node_list(names: list[str], limit: int = 5) -> str:
+    """``3 nodes (a, b, c)`` with at most LIMIT names."""
+    shown = ", ".join(names[:limit]) + (", ..." if len(names) > limit else "")
+    return f"{_plural(len(names), 'node')} ({shown})" if names else "no nodes"
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+# --- the health gate -----------------------------------------------------------------------
+
+
+def evaluate_gate(
+    by_node: dict[str, Obj],
+    node_names: t.Iterable[str],
+    target_hash: str,
+    min_available_seconds: int,
+    now: datetime.datetime,
+    baseline: dict[str, int],
+    fail_fast: bool = True,
+) -> Obj:
+    """Health of the updated pods on NODE_NAMES: ``{"state": passed|waiting|failed, "reasons", "wait"}``.
+
+    A node passes when its pod runs TARGET_HASH, is Ready and has been for MIN_AVAILABLE_SECONDS (the Ready
+    condition's lastTransitionTime, the controller's availability rule), has no waiting container, and its
+    restart count has not grown since BASELINE (pod UID -> restarts when first seen; see ``record_baseline``).
+    A restart, or with FAIL_FAST a waiting reason that does not heal by itself (FATAL_REASONS: ErrImagePull,
+    CrashLoopBackOff ...), fails the gate at once; anything else keeps it waiting (the caller's timeout then
+    fails it with the reasons). ``wait`` is the number of seconds until the gate could pass at the earliest.
+    """
+    failed, waiting, wait = [], [], 0.0
+    for node in sorted(node_names, key=natural_key):
+        verdict, reason, remaining = _node_health(by_node.get(node), target_hash, min_available_seconds, now, baseline)
+        if verdict == FAILED or (verdict == "fatal" and fail_fast):
+            failed.append(f"{node}: {reason}")
+        elif verdict != PASSED:
+            waiting.append(f"{node}: {reason}")
+        wait = max(wait, remaining)
+    if failed:
+        return {"state": FAILED, "reasons": failed, "waiting": waiting, "wait": 0.0}
+    return {"state": WAITING if waiting else PASSED, "reasons": [], "waiting": waiting, "wait": wait}
+
+
+def _node_health(
+    pod: Obj | None, target_hash: str, min_available: int, now: datetime.datetime, baseline: dict[str, int]
+) -> tuple[str, str, float]:
+    """(verdict, reason, seconds left) for one node: passed, waiting, fatal (fails with fail_fast) or failed."""
+    if pod is None:
+        return WAITING, "no pod yet (the controller creates it once the old one is gone)", 0.0
+    name = pod["metadata"]["name"]
+    if pod_hash(pod) != target_hash:
+        return WAITING, f"pod {name} still runs revision {pod_hash(pod)}", 0.0
+    grown = restarts(pod) - baseline.get(pod["metadata"]["uid"], restarts(pod))
+    if grown > 0:
+        return FAILED, f"pod {name} restarted {_plural(grown, 'time')} during the gate", 0.0
+    failure = _diagnose.pod_failure(pod, now)
+    if failure is not None:
+        detail = f"pod {name} is not Ready: {failure['reason']}" + (
+            f" ({failure['message']})" if failure["message"] else ""
+        )
+        return ("fatal" if failure["reason"] in FATAL_REASONS else WAITING), detail, 0.0
+    waiting = [
+        c for c in (pod.get("status") or {}).get("containerStatuses") or [] if "waiting" in (c.get("state") or {})
+    ]
+    if waiting:
+        reason = waiting[0]["state"]["waiting"].get("reason") or "Waiting"
+        return WAITING, f"pod {name} has a waiting container ({reason})", 0.0
+    since = _diagnose.parse_time((_diagnose.pod_condition(pod, "Ready") or {}).get("lastTransitionTime"))
+    ready_for = (now - since).total_seconds() if since else float(min_available)
+    if ready_for < min_available:
+        left = min_available - ready_for
+        return WAITING, f"pod {name} Ready for {ready_for:.0f}s of {min_available}s", left
+    return PASSED, "", 0.0
+
+
+def record_baseline(baseline: dict[str, int], by_node: dict[str, Obj], node_names: t.Iterable[str]) -> dict[str, int]:
+    """BASELINE plus the restart count of every pod on NODE_NAMES seen for the first time."""
+    updated = dict(baseline)
+    for node in node_names:
+        pod = by_node.get(node)
+        if pod is not None:
+            updated.setdefault(pod["metadata"]["uid"], restarts(pod))
+    return updated
+
+
+def touched_nodes(by_node: dict[str, Obj], target_hash: str, batch_nodes: t.Iterable[str]) -> list[str]:
+    """The nodes a rollback must restore: those running TARGET_HASH, plus BATCH_NODES (the failed batch, whose
+    pods may not exist yet); no other node is touched."""
+    chosen = {node for node, pod in by_node.items() if pod_hash(pod) == target_hash} | set(batch_nodes)
+    return sorted(chosen, key=natural_key)
+
+
+def rollback_ready(by_node: dict[str, Obj], node_names: t.Iterable[str], previous_hash: str) -> list[str]:
+    """The nodes of NODE_NAMES NOT yet back on PREVIOUS_HASH with a Ready pod (empty: rollback complete)."""
+    return [
+        node
+        for node in node_names
+        if pod_hash(by_node.get(node)) != previous_hash or not _diagnose.pod_is_ready(by_node[node])
+    ]
+
+
+# --- the rollout's state on the DaemonSet ---------------------------------------------------
+
+
+def read_state(daemonset: Obj) -> Obj | None:
+    """The in-progress state this rollout left on the DaemonSet (None: no batch rollout in progress)."""
+    raw = (daemonset["metadata"].get("annotations") or {}).get(STATE_ANNOTATION)
+    if not raw:
+        return None
+    try:
+        state = json.loads(raw)
+    except ValueError:
+        return None
+    return state if isinstance(state, dict) and "strategy" in state else None
+
+
+def new_state(daemonset: Obj, previous: Obj | None, started: str) -> Obj:
+    """The state to keep while the rollout runs: the strategy to restore and the revision to roll back to."""
+    strategy = daemonset["spec"].get("updateStrategy") or DEFAULT_STRATEGY
+    previous_ref = None
+    if previous is not None:
+        previous_ref = {
+            "name": previous["metadata"]["name"],
+            "hash": _history.revision_hash(previous),
+            "revision": int(previous["revision"]),
+        }
+    return {"strategy": strategy, "previous": previous_ref, "started": started}
+
+
+def template_patch(live_template: Obj, template: Obj | None, images: dict[str, str] | None) -> Obj | None:
+    """The ``spec.template`` part of a strategic-merge patch, or None when neither is given (resume as is).
+
+    TEMPLATE: a whole pod template, replacing the live one (as an undo does). IMAGES: container name -> image
+    for containers and init containers, merged by name (``kubectl set image``); an unknown name raises
+    BatchError listing the containers there are.
+    """
+    if template is not None:
+        return {"$patch": "replace", **template}
+    if not images:
+        return None
+    spec = live_template.get("spec") or {}
+    containers = {c["name"] for c in spec.get("containers") or []}
+    init = {c["name"] for c in spec.get("initContainers") or []}
+    unknown = sorted(set(images) - containers - init)
+    if unknown:
+        raise BatchError(
+            f"no container named {', '.join(unknown)} in the pod template; containers: {', '.join(sorted(containers))}"
+            + (f"; init containers: {', '.join(sorted(init))}" if init else "")
+        )
+    patch: Obj = {}
+    for key, names in (("containers", containers), ("initContainers", init)):
+        entries = [{"name": name, "image": image} for name, image in sorted(images.items()) if name in names]
+        if entries:
+            patch[key] = entries
+    return {"spec": patch}
+
+
+def start_patch(template: Obj | None, state: Obj, resource_version: str, change_cause: str | None) -> Obj:
+    """One write: the new template (TEMPLATE is a ``spec.template`` patch or None), OnDelete, and the state."""
+    annotations = {STATE_ANNOTATION: json.dumps(state, sort_keys=True)}
+    if change_cause is not None:
+        annotations[_history.CHANGE_CAUSE] = change_cause
+    spec: Obj = {"updateStrategy": {"type": "OnDelete", "rollingUpdate": None}}
+    if template is not None:
+        spec["template"] = template
+    return {"metadata": {"resourceVersion": resource_version, "annotations": annotations}, "spec": spec}
+
+
+def finish_patch(state: Obj, resource_version: str) -> Obj:
+    """One write: the original update strategy back, the state annotation gone."""
+    strategy = dict(state["strategy"])
+    if strategy.get("type") != "RollingUpdate":
+        strategy["rollingUpdate"] = None
+    return {
+        "metadata": {"resourceVersion": resource_version, "annotations": {STATE_ANNOTATION: None}},
+        "spec": {"updateStrategy": strategy},
+    }
