@@ -48,10 +48,16 @@ $(BIN)/kwok: tests/cluster/kwok/go.mod tests/cluster/kwok/go.sum
 	cd tests/cluster/kwok && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$@" sigs.k8s.io/kwok/cmd/kwok
 
 # The collection as users get it: built with ansible-galaxy and installed; tests run against this copy.
+# Installed beside and swapped in, so runs that use the previous copy are not cut off mid-task.
 collection: venv
-	rm -rf "$(ROOT)/build/dist" "$(COLLECTION_DIR)"
+	rm -rf "$(ROOT)/build/dist" "$(COLLECTION_DIR).new" "$(COLLECTION_DIR).old"
 	ansible-galaxy collection build --force --output-path "$(ROOT)/build/dist" . >/dev/null
-	ansible-galaxy collection install --force --no-deps -p "$(COLLECTIONS)" "$(ROOT)"/build/dist/kubeops-daemonset-*.tar.gz >/dev/null
+	ansible-galaxy collection install --force --no-deps -p "$(ROOT)/build/install" "$(ROOT)"/build/dist/kubeops-daemonset-*.tar.gz >/dev/null
+	mkdir -p "$(dir $(COLLECTION_DIR))"
+	mv "$(ROOT)/build/install/ansible_collections/kubeops/daemonset" "$(COLLECTION_DIR).new"
+	rm -rf "$(ROOT)/build/install"
+	if [ -d "$(COLLECTION_DIR)" ]; then mv "$(COLLECTION_DIR)" "$(COLLECTION_DIR).old"; fi
+	mv "$(COLLECTION_DIR).new" "$(COLLECTION_DIR)" && rm -rf "$(COLLECTION_DIR).old"
 	@echo "installed kubeops.daemonset into $(COLLECTION_DIR)"
 
 cluster-up: venv binaries

@@ -121,7 +121,10 @@ def race_waiters(kubeconfig: str, image: str, env: dict[str, str]) -> dict[str, 
     observer = threading.Thread(target=observe_completion, args=(kubeconfig, generation, observed))
     observer.start()
     kubectl(kubeconfig, "set", "image", f"ds/{NAME}", f"{NAME}={image}")
-    procs = {name: subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL) for name, cmd in waiters.items()}
+    procs = {
+        name: subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for name, cmd in waiters.items()
+    }
     returned = {}
     while len(returned) < len(procs):
         for name, proc in procs.items():
@@ -129,6 +132,9 @@ def race_waiters(kubeconfig: str, image: str, env: dict[str, str]) -> dict[str, 
                 returned[name] = time.monotonic()
         time.sleep(0.01)
     observer.join(timeout=600)
+    for name, proc in procs.items():
+        if proc.returncode:
+            sys.exit(f"{name} failed ({proc.returncode}):\n{proc.stdout.read() if proc.stdout else ''}")
     return {name: at - observed["done"] for name, at in returned.items()}
 
 
