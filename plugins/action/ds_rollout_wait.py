@@ -63,14 +63,11 @@ class ActionModule(ActionBase):
                 break
             previous, progress_at = step_result["status"], time.monotonic()
         step_result.update(timeline=timeline, elapsed=round(time.monotonic() - start, 3))
-        params = step_result.get("invocation", {}).get("module_args", {})
-        params.pop("return_on_change_from", None)
-        params.update(timeout=timeout, progress_deadline=progress_deadline)
         if step_result.get("outcome") in ("timeout", "progress_deadline"):
             # The last step saw only what was left of the limits; say them as the user set them.
             step_result["msg"] = failure_message(
-                params["namespace"],
-                params["name"],
+                args.get("namespace") or "default",  # the module's default namespace
+                args["name"],
                 step_result["outcome"],
                 timeout,
                 progress_deadline,

@@ -125,7 +125,9 @@ def wait_for_rollout(
 
     def handle(daemonset: Obj | None) -> bool:
         if daemonset is None:
-            seen["outcome"] = "deleted" if seen["daemonset"] is not None else "not_found"
+            # seen before, here or by the step that passed RETURN_ON_CHANGE_FROM: it has been deleted
+            known = seen["daemonset"] is not None or bool(return_on_change_from)
+            seen["outcome"] = "deleted" if known else "not_found"
             return True
         status, previous = _rollout.rollout_status(daemonset), seen["status"]
         if previous is None or _key(status) != _key(previous):
