@@ -734,7 +734,10 @@ def _find_not_ready_nodes(view: _View) -> list[Obj]:
     for name in sorted(view.nodes):
         node = view.nodes[name]
         on_node = view.by_node.get(name, [])
-        if not node_unhealthy(node) or not (on_node or view.placement[name]["should_run"]):
+        place = view.placement[name]
+        # nodes the DaemonSet would run on were it not for the not-ready/unreachable taints count too
+        wanted = place["selector_match"] and all(tt["key"] in UNREACHABLE_TAINTS for tt in place["taints"])
+        if not node_unhealthy(node) or not (on_node or wanted):
             continue
         counted = counted or view.placement[name]["should_run"]
         ready = node_ready(node)
