@@ -207,27 +207,40 @@ def wait_rollout(kubectl) -> Callable[..., None]:
 
 
 @pytest.fixture
-def test_node(kubectl, namespace: str) -> Iterator[Callable[..., str]]:
+def test_node(kubectl, namespace: str) -> Iterator[Callable[..., Any]]:
     """Add KWOK nodes for this test: test_node(cpu="100m", memory="1Gi", pods="10", not_ready=False) -> name.
-    They are tainted TEST_NODE_TAINT (use seed_daemonset(..., tolerate_test_nodes=True)) and deleted afterwards."""
+    They are tainted TEST_NODE_TAINT (use seed_daemonset(..., tolerate_test_nodes=True)) and deleted afterwards.
+    test_node(count=N, labels={...}) adds N nodes in one `kubectl create` and returns their names (a list);
+    LABELS are added to every node (for a nodeSelector that keeps a DaemonSet on exactly these nodes)."""
     added: list[str] = []
 
-    def add(cpu: str = "4", memory: str = "8Gi", pods: str = "110", not_ready: bool = False) -> str:
-        name = f"kwok-{namespace[-6:]}-{len(added) + 1}"
-        labels = {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "type": "kwok"}
-        if not_ready:
-            labels["kubeops.test/not-ready"] = "true"
-        resources = {"cpu": cpu, "memory": memory, "pods": pods}
-        node = {
-            "apiVersion": "v1",
-            "kind": "Node",
-            "metadata": {"name": name, "labels": labels, "annotations": {"kwok.x-k8s.io/node": "fake"}},
-            "spec": {"taints": [{"key": TEST_NODE_TAINT, "value": "true", "effect": "NoSchedule"}]},
-            "status": {"allocatable": resources, "capacity": resources},
-        }
-        kubectl("create", "-f", "-", input=json.dumps(node))
-        added.append(name)
-        return name
+    def add(cpu: str = "4", memory: str = "8Gi", pods: str = "110", not_ready: bool = False,
+            count: int | None = None, labels: dict[str, str] | None = None) -> str | list[str]:  # fmt: skip
+        nodes = []
+        for _number in range(count or 1):
+            name = f"kwok-{namespace[-6:]}-{len(added) + len(nodes) + 1}"
+            node_labels = {
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "linux",
+                "type": "kwok",
+                **(labels or {}),
+            }
+            if not_ready:
+                node_labels["kubeops.test/not-ready"] = "true"
+            resources = {"cpu": cpu, "memory": memory, "pods": pods}
+            nodes.append(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Node",
+                    "metadata": {"name": name, "labels": node_labels, "annotations": {"kwok.x-k8s.io/node": "fake"}},
+                    "spec": {"taints": [{"key": TEST_NODE_TAINT, "value": "true", "effect": "NoSchedule"}]},
+                    "status": {"allocatable": resources, "capacity": resources},
+                }
+            )
+        kubectl("create", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": nodes}))
+        names = [node["metadata"]["name"] for node in nodes]
+        added.extend(names)
+        return names if count is not None else names[0]
 
     yield add
     if added:

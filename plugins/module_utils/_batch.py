@@ -157,7 +157,7 @@ def plan_batches(specs: list[Obj], nodes: list[Obj], by_node: dict[str, Obj], ta
     Counts and percentages are cumulative targets over all eligible nodes (percentages rounded up, as the
     controller rounds maxUnavailable); done nodes count towards them, so a batch whose target is already reached
     is empty. A selector batch takes every pending node it matches. When the list does not reach every node, a
-    final ``100%`` batch is added, so a plan always ends with all nodes updated.
+    final ``100%`` batch is added (spec ``100%, added``), so a plan always ends with all nodes updated.
 
     Returns ``{"total", "done": [names], "batches": [{"batch", "spec", "target", "nodes"}], "pending"}``;
     ``batches`` keeps empty batches (``nodes: []``) so numbering follows the user's list.
@@ -181,7 +181,7 @@ def plan_batches(specs: list[Obj], nodes: list[Obj], by_node: dict[str, Obj], ta
         covered += len(chosen)
         batches.append(_batch(number, spec["label"], covered, chosen))
     if pending:
-        batches.append(_batch(len(specs) + 1, "100% (added: the list did not reach every node)", total, pending))
+        batches.append(_batch(len(specs) + 1, "100%, added", total, pending))
     return {
         "total": total,
         "done": done,
@@ -208,17 +208,17 @@ def plan_lines(plan: Obj, limit: int = 8) -> list[str]:
             lines.append(head + f"nothing to do ({batch['target']} of {plan['total']} already updated)")
             continue
         names = ", ".join(batch["nodes"][:limit]) + (", ..." if len(batch["nodes"]) > limit else "")
-        lines.append(head + f"{_plural(len(batch['nodes']), 'node')} -> {batch['target']} of {plan['total']}: {names}")
+        lines.append(head + f"{plural(len(batch['nodes']), 'node')} -> {batch['target']} of {plan['total']}: {names}")
     return lines
 
 
 def node_list(names: list[str], limit: int = 5) -> str:
     """``3 nodes (a, b, c)`` with at most LIMIT names."""
     shown = ", ".join(names[:limit]) + (", ..." if len(names) > limit else "")
-    return f"{_plural(len(names), 'node')} ({shown})" if names else "no nodes"
+    return f"{plural(len(names), 'node')} ({shown})" if names else "no nodes"
 
 
-def _plural(count: int, word: str) -> str:
+def plural(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 
 
@@ -267,7 +267,7 @@ def _node_health(
         return WAITING, f"pod {name} still runs revision {pod_hash(pod)}", 0.0
     grown = restarts(pod) - baseline.get(pod["metadata"]["uid"], restarts(pod))
     if grown > 0:
-        return FAILED, f"pod {name} restarted {_plural(grown, 'time')} during the gate", 0.0
+        return FAILED, f"pod {name} restarted {plural(grown, 'time')} during the gate", 0.0
     failure = _diagnose.pod_failure(pod, now)
     if failure is not None:
         detail = f"pod {name} is not Ready: {failure['reason']}" + (

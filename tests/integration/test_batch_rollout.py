@@ -1,0 +1,168 @@
+"""ds_batch_rollout on the real cluster: 50 KWOK nodes of the test's own, a DaemonSet pinned to exactly them.
+
+Every assertion reads the cluster back (pod UIDs and controller-revision-hash labels per node, the DaemonSet's
+strategy, annotations and resourceVersion); nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+NAME = "fluentd-elasticsearch"
+CONTAINER = "fluentd-elasticsearch"
+GOOD = "quay.io/fluentd_elasticsearch/fluentd:v2.6.0"
+MISSING = "example.invalid/does-not-exist:1"
+NODES = 50
+BATCHES = [1, "10%", "50%", "100%"]
+STATE_ANNOTATION = "daemonset.kubeops.io/batch-rollout"
+STRATEGY = {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}
+
+
+@pytest.fixture
+def fleet(namespace, test_node, seed_daemonset, apply_manifest, wait_rollout) -> list[str]:
+    """NODES nodes labelled for this test and the seed DaemonSet (v2.5.2) rolled out on exactly them."""
+    label = {"kubeops.test/batch": namespace}
+    nodes = test_node(count=NODES, labels=label)
+    manifest = seed_daemonset(namespace, tolerate_test_nodes=True, strategy=STRATEGY, change_cause="seed v2.5.2")
+    manifest["spec"]["template"]["spec"]["nodeSelector"] = label
+    apply_manifest(manifest)
+    wait_rollout(namespace, NAME, timeout=180)
+    return nodes
+
+
+def daemonset(kubectl, namespace: str) -> dict[str, Any]:
+    return json.loads(kubectl("get", "ds", NAME, "-o", "json", namespace=namespace).stdout)
+
+
+def pods_on_nodes(kubectl, namespace: str) -> dict[str, tuple[str, str]]:
+    """node -> (pod UID, controller-revision-hash) of the DaemonSet's live pods."""
+    pods = json.loads(kubectl("get", "pods", "-o", "json", namespace=namespace).stdout)["items"]
+    return {
+        pod["spec"]["nodeName"]: (pod["metadata"]["uid"], pod["metadata"]["labels"]["controller-revision-hash"])
+        for pod in pods
+        if pod["spec"].get("nodeName") and not pod["metadata"].get("deletionTimestamp")
+    }
+
+
+def args(namespace: str, **extra: Any) -> dict[str, Any]:
+    base = {"name": NAME, "namespace": namespace, "batches": BATCHES, "min_available_seconds": 2, "batch_timeout": 120}
+    return {**base, **extra}
+
+
+def test_good_image_goes_through_all_batches(kubectl, namespace, fleet, run_module):
+    before = daemonset(kubectl, namespace)
+    old_pods = pods_on_nodes(kubectl, namespace)
+    assert set(old_pods) == set(fleet)
+
+    planned = run_module("ds_batch_rollout", args(namespace, images={CONTAINER: GOOD}), check=True, diff=True)
+    assert planned["changed"] is True, planned
+    assert planned["outcome"] == "planned"
+    assert [len(batch["nodes"]) for batch in planned["plan"]["batches"]] == [1, 4, 20, 25]
+    assert planned["plan"]["batches"][0]["nodes"] == [fleet[0]]  # natural name order
+    assert "fluentd:v2.6.0" in planned["diff"]["after"]
+    assert any(line.startswith("batch 3/4 (50%): 20 nodes -> 25 of 50") for line in planned["plan_lines"])
+    assert daemonset(kubectl, namespace)["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    assert pods_on_nodes(kubectl, namespace) == old_pods
+
+    done = run_module("ds_batch_rollout", args(namespace, images={CONTAINER: GOOD}, change_cause="v2.6.0 in batches"))
+    assert done.get("failed") is not True, done.get("msg")
+    assert done["outcome"] == "complete"
+    assert done["changed"] is True
+    assert [len(batch["nodes"]) for batch in done["batches"]] == [1, 4, 20, 25]
+    assert all(batch["gate"] == "passed" for batch in done["batches"])
+    assert sorted(done["touched_nodes"]) == sorted(fleet)
+    assert done["untouched_nodes"] == []
+    target = done["revision"]["target"]["hash"]
+    after = pods_on_nodes(kubectl, namespace)
+    assert {node: rev for node, (_uid, rev) in after.items()} == dict.fromkeys(fleet, target)
+    assert all(after[node][0] != old_pods[node][0] for node in fleet)  # every pod replaced once
+
+    live = daemonset(kubectl, namespace)
+    assert live["spec"]["updateStrategy"] == STRATEGY  # the original strategy is back
+    assert STATE_ANNOTATION not in live["metadata"].get("annotations", {})
+    assert live["spec"]["template"]["spec"]["containers"][0]["image"] == GOOD
+    history = kubectl("rollout", "history", f"ds/{NAME}", namespace=namespace).stdout
+    assert "v2.6.0 in batches" in history
+
+    again = run_module("ds_batch_rollout", args(namespace, images={CONTAINER: GOOD}, change_cause="v2.6.0 in batches"))
+    assert again["changed"] is False, again
+    assert again["outcome"] == "unchanged"
+    assert daemonset(kubectl, namespace)["metadata"]["resourceVersion"] == live["metadata"]["resourceVersion"]
+    assert pods_on_nodes(kubectl, namespace) == after
+
+
+def test_missing_image_stops_after_the_first_batch_and_rolls_back(kubectl, namespace, fleet, run_module):
+    old_pods = pods_on_nodes(kubectl, namespace)
+    old_hash = old_pods[fleet[0]][1]
+
+    failed = run_module("ds_batch_rollout", args(namespace, images={CONTAINER: MISSING}))
+    assert failed["failed"] is True
+    assert failed["outcome"] == "rolled_back"
+    assert "batch 1 (1) failed its gate" in failed["msg"]
+    assert "ErrImagePull" in failed["msg"] or "ImagePullBackOff" in failed["msg"]
+    assert [batch["gate"] for batch in failed["batches"]] == ["failed"]
+    assert failed["touched_nodes"] == [fleet[0]]
+    assert failed["untouched_nodes"] == fleet[1:]
+    assert failed["rollback"]["nodes"] == [fleet[0]]
+    assert failed["rollback"]["complete"] is True
+    assert failed["revision"]["previous"]["hash"] == old_hash
+
+    after = pods_on_nodes(kubectl, namespace)
+    assert {node: rev for node, (_uid, rev) in after.items()} == dict.fromkeys(fleet, old_hash)
+    untouched = fleet[1:]
+    assert {node: after[node] for node in untouched} == {node: old_pods[node] for node in untouched}
+    assert after[fleet[0]][0] != old_pods[fleet[0]][0]  # the canary's pod was replaced, then rolled back
+
+    live = daemonset(kubectl, namespace)
+    assert live["spec"]["updateStrategy"] == STRATEGY
+    assert STATE_ANNOTATION not in live["metadata"].get("annotations", {})
+    assert live["spec"]["template"]["spec"]["containers"][0]["image"] != MISSING
+
+
+def test_interrupted_rollout_resumes_without_touching_done_nodes(kubectl, namespace, fleet, run_module):
+    paused = run_module("ds_batch_rollout", args(namespace, images={CONTAINER: GOOD}, max_batches=2))
+    assert paused.get("failed") is not True, paused.get("msg")
+    assert paused["outcome"] == "paused"
+    assert [len(batch["nodes"]) for batch in paused["batches"]] == [1, 4]
+    assert paused["untouched_nodes"] == fleet[5:]
+    target = paused["revision"]["target"]["hash"]
+    middle = pods_on_nodes(kubectl, namespace)
+    done_nodes = [node for node, (_uid, rev) in middle.items() if rev == target]
+    assert sorted(done_nodes) == sorted(fleet[:5])
+    live = daemonset(kubectl, namespace)
+    assert live["spec"]["updateStrategy"]["type"] == "OnDelete"  # nothing rolls while paused
+    assert json.loads(live["metadata"]["annotations"][STATE_ANNOTATION])["strategy"] == STRATEGY
+
+    # a check-mode run shows the rest of the plan and changes nothing
+    planned = run_module("ds_batch_rollout", args(namespace, images={CONTAINER: GOOD}), check=True)
+    assert planned["plan"]["done"] == fleet[:5]
+    assert [len(batch["nodes"]) for batch in planned["plan"]["batches"]] == [0, 0, 20, 25]
+    assert daemonset(kubectl, namespace)["metadata"]["resourceVersion"] == live["metadata"]["resourceVersion"]
+
+    resumed = run_module("ds_batch_rollout", args(namespace, images={CONTAINER: GOOD}))
+    assert resumed.get("failed") is not True, resumed.get("msg")
+    assert resumed["outcome"] == "complete"
+    assert [(batch["batch"], len(batch["nodes"])) for batch in resumed["batches"]] == [(3, 20), (4, 25)]
+    assert not set(resumed["touched_nodes"]) & set(done_nodes)
+    after = pods_on_nodes(kubectl, namespace)
+    assert {node: after[node] for node in done_nodes} == {node: middle[node] for node in done_nodes}
+    assert {rev for _uid, rev in after.values()} == {target}
+    assert daemonset(kubectl, namespace)["spec"]["updateStrategy"] == STRATEGY
+
+
+def test_bad_arguments_fail_before_anything_is_written(
+    kubectl, namespace, seed_daemonset, apply_manifest, wait_rollout, run_module
+):
+    apply_manifest(seed_daemonset(namespace))
+    wait_rollout(namespace, NAME)
+    before = daemonset(kubectl, namespace)["metadata"]["resourceVersion"]
+    unknown = run_module("ds_batch_rollout", args(namespace, images={"nope": GOOD}))
+    assert unknown["failed"] is True
+    assert "no container named nope" in unknown["msg"]
+    bad = run_module("ds_batch_rollout", args(namespace, images={CONTAINER: GOOD}, batches=["150%"]))
+    assert bad["failed"] is True
+    assert "1% to 100%" in bad["msg"]
+    assert daemonset(kubectl, namespace)["metadata"]["resourceVersion"] == before
