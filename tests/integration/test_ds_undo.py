@@ -144,6 +144,23 @@ def test_wait_reuses_the_rollout_wait(run_module, kubectl, namespace, two_revisi
     assert "successfully rolled out" in status
 
 
+def test_wait_reports_a_rollback_that_does_not_roll_out(run_module, namespace, seed_daemonset, apply_manifest,
+                                                        wait_rollout):  # fmt: skip
+    """Rolling back onto a broken revision: the undo happened (changed), the wait fails and says why."""
+    apply_manifest(seed_daemonset(namespace, image="example.invalid/does-not-exist:1"))  # revision 1 never rolls out
+    apply_manifest(seed_daemonset(namespace, version=2))
+    wait_rollout(namespace)
+    args = {"name": NAME, "namespace": namespace, "to_revision": 1, "wait": True, "wait_timeout": 15}
+    result = run_module("ds_undo", args)
+    assert result["failed"] and result["changed"]
+    assert result["msg"].startswith(
+        f"daemonset.apps/{NAME} rolled back to revision 1, but the rollout did not complete"
+    )
+    assert (result["to_revision"], result["new_revision"]) == (1, 3)
+    assert result["rollout"]["outcome"] == "timeout"
+    assert result["rollout"]["blockers"]
+
+
 @pytest.mark.parametrize(
     ("to_revision", "kubectl_error"),
     [
