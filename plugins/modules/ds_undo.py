@@ -141,7 +141,8 @@ new_revision:
   description:
     - The number the controller gave the target revision, read back after the write. Equals RV(to_revision) when
       nothing changed.
-    - Null in check mode, and when the controller did not record it within a few seconds (the module warns).
+    - Null in check mode when a rollback would happen (see RV(predicted_revision)), and when the controller did
+      not renumber the revision within a few seconds (the module warns).
   returned: success
   type: int
   sample: 3
@@ -295,10 +296,10 @@ def run(module, api: Api) -> Obj:
             "before_header": f"daemonset {namespace}/{name} pod template (live)",
             "after_header": f"daemonset {namespace}/{name} pod template (revision {plan['to_revision']})",
         }
-    if module.check_mode:
-        return result
     if not plan["changed"]:
         result["new_revision"] = plan["to_revision"]
+        return result
+    if module.check_mode:
         return result
     result["new_revision"] = read_back_revision(api, namespace, plan["target"], plan["predicted_revision"])
     if result["new_revision"] is None:
