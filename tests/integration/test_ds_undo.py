@@ -76,6 +76,8 @@ def test_check_mode_then_undo_then_idempotent(run_module, kubectl, namespace, tw
     stored = kubectl("rollout", "history", f"ds/{NAME}", "--revision=3", "-o", "json", namespace=namespace).stdout
     assert after["spec"]["template"] == json.loads(stored)["spec"]["template"]  # live equals stored, exactly
 
+    checked_again = run_module("ds_undo", {**args, "to_revision": 3}, check=True)
+    assert (checked_again["changed"], checked_again["new_revision"]) == (False, 3)
     again = run_module("ds_undo", {**args, "to_revision": 3})
     assert again["changed"] is False
     assert again["msg"] == "skipped rollback (current template already matches revision 3)"
