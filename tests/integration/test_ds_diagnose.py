@@ -295,3 +295,43 @@ def test_fixed_image_remediation(diagnose, namespace, seed_daemonset, apply_mani
     wait_rollout(namespace)
     again = diagnose(**args)
     assert again["changed"] is False and again["healthy"] is True
+
+
+# --- the troubleshoot role through playbooks/troubleshoot.yml ----------------------------------
+
+PLAYBOOK = "kubeops.daemonset.troubleshoot"
+
+
+def recap_changed(stdout: str) -> int:
+    return int(stdout.rsplit("changed=", 1)[1].split()[0])
+
+
+def test_playbook_reports_healthy_and_changes_nothing(run_playbook, namespace, seed_daemonset, apply_manifest,
+                                                      wait_rollout):  # fmt: skip
+    apply_manifest(seed_daemonset(namespace))
+    wait_rollout(namespace)
+    for check in (True, False):
+        proc = run_playbook(PLAYBOOK, {"daemonset_namespace": namespace}, check=check)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "no problem found" in proc.stdout and recap_changed(proc.stdout) == 0
+
+
+def test_playbook_fails_only_when_asked_and_rolls_back(run_playbook, namespace, seed_daemonset, apply_manifest,
+                                                       wait_rollout, kubectl, diagnose):  # fmt: skip
+    apply_manifest(seed_daemonset(namespace))
+    wait_rollout(namespace)
+    kubectl("set", "image", f"ds/{NAME}", f"{CONTAINER}=example.invalid/does-not-exist:1", namespace=namespace)
+    diagnose.until("broken_template")
+    proc = run_playbook(PLAYBOOK, {"daemonset_namespace": namespace})
+    assert proc.returncode == 0 and "broken_template" in proc.stdout
+    proc = run_playbook(PLAYBOOK, {"daemonset_namespace": namespace, "troubleshoot_fail_on_findings": True})
+    assert proc.returncode != 0 and "updated pod not Ready" in proc.stdout
+
+    args = {"daemonset_namespace": namespace, "troubleshoot_remediate": "rollback"}
+    checked = run_playbook(PLAYBOOK, args, check=True, diff=True)
+    assert checked.returncode == 0 and recap_changed(checked.stdout) == 1, checked.stdout
+    proc = run_playbook(PLAYBOOK, args)
+    assert proc.returncode == 0 and recap_changed(proc.stdout) == 1, proc.stdout
+    wait_rollout(namespace)
+    again = run_playbook(PLAYBOOK, args)
+    assert again.returncode == 0 and recap_changed(again.stdout) == 0 and "no problem found" in again.stdout
