@@ -164,7 +164,7 @@ class Api:
 
     def _path(self, resource: str, namespace: str | None, name: str | None = None) -> str:
         """Namespaced resources with namespace None: across all namespaces; ``pods/eviction`` style subresources."""
-        resource, _, subresource = resource.partition("/")
+        resource, _sep, subresource = resource.partition("/")
         prefix, namespaced = _RESOURCES[resource]
         path = f"{prefix}/namespaces/{namespace}/{resource}" if namespaced and namespace else f"{prefix}/{resource}"
         path = f"{path}/{name}" if name else path

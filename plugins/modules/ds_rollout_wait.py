@@ -31,9 +31,11 @@ description:
     for RV(blockers); without them the module still works and says what it could not read. A missing required verb
     fails with a C(forbidden) message naming the verb, the resource and the namespace."
 author:
-  - kubeops.daemonset contributors
+  - kubeops.daemonset contributors (@kubeops)
 extends_documentation_fragment:
   - kubernetes.core.k8s_auth_options
+  - kubeops.daemonset.attributes
+  - kubeops.daemonset.attributes.actiongroup
 attributes:
   check_mode:
     support: full

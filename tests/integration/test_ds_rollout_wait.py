@@ -56,7 +56,7 @@ def wait_then(ansible_env, args: dict, action, after: str = "Waiting for daemon 
             if after in line:
                 break
         action()
-        stdout, _ = proc.communicate()
+        stdout, _stderr = proc.communicate()
     return json.loads(stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
 
 
@@ -97,7 +97,7 @@ def test_done_exactly_when_kubectl_says_so(run_module, kubectl, namespace, rolle
     rolled_out(namespace, min_ready_seconds=10)
     set_image(kubectl, namespace, V2_IMAGE)
     compared: set[str] = set()
-    for _ in range(100):
+    for _attempt in range(100):
         before = kubectl_status(kubectl, namespace)
         result = run_module("ds_rollout_wait", {"name": NAME, "namespace": namespace, "timeout": 0})
         after = kubectl_status(kubectl, namespace)
