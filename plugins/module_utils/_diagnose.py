@@ -63,7 +63,7 @@ HOST_NETWORK_TOLERATION = {
 UNREACHABLE_TAINTS = ("node.kubernetes.io/unreachable", "node.kubernetes.io/not-ready")
 
 # Waiting reasons a healthy pod passes through; reported only when a pod stays in them too long.
-TRANSIENT_REASONS = {"ContainerCreating", "PodInitializing", "Pending", "NotReady"}
+TRANSIENT_REASONS = {"ContainerCreating", "PodInitializing", "Pending", "NotReady", "MinReadySeconds"}
 TRANSIENT_GRACE_SECONDS = 60
 # Seconds the controller may take to count a pod available after minReadySeconds (it requeues).
 AVAILABILITY_SLACK_SECONDS = 10
@@ -246,14 +246,13 @@ def pod_is_ready(pod: Obj) -> bool:
 
 
 def pod_available(pod: Obj, min_ready_seconds: int, now: datetime | None) -> bool:
-    """Ready for at least minReadySeconds by the Ready condition's lastTransitionTime (the controller's rule)."""
-    ready = pod_condition(pod, "Ready")
-    if not ready or ready.get("status") != "True":
+    """Ready (and not being deleted) for at least minReadySeconds, counted from the Ready condition's
+    lastTransitionTime - the controller's rule; a missing transition time counts as long ago, as there."""
+    ready = pod_condition(pod, "Ready") or {}
+    if ready.get("status") != "True" or pod["metadata"].get("deletionTimestamp"):
         return False
-    if not min_ready_seconds:
-        return True
     since = _seconds(now, parse_time(ready.get("lastTransitionTime")))
-    return since is not None and since >= min_ready_seconds
+    return min_ready_seconds <= 0 or since is None or since >= min_ready_seconds
 
 
 def pod_terminated(pod: Obj) -> bool:
@@ -343,25 +342,33 @@ def event_count(event: Obj) -> int:
     return int((event.get("series") or {}).get("count") or event.get("count") or 1)
 
 
+def _involved(event: Obj) -> Obj:
+    return event.get("involvedObject") or event.get("regarding") or {}  # core/v1 or events.k8s.io/v1 shape
+
+
 def events_for(events: t.Iterable[Obj], kind: str, names: t.Collection[str]) -> list[Obj]:
     names = set(names)
-    return [
-        e
-        for e in events
-        if (e.get("involvedObject") or {}).get("kind") == kind and e["involvedObject"].get("name") in names
-    ]
+    return [e for e in events if _involved(e).get("kind") == kind and _involved(e).get("name") in names]
 
 
 def summarize_events(events: t.Iterable[Obj], limit: int = EXAMPLES) -> list[Obj]:
-    """Warning events grouped by (reason, message): ``{reason, message, count, objects, last}``, newest first."""
+    """Warning events grouped by (reason, message), newest first: ``{reason, message, count, objects,
+    last_seen}`` with ``objects`` the first LIMIT ``Kind/name`` they are about (sorted)."""
     groups: dict[tuple[str, str], Obj] = {}
     for event in events:
-        key = (event.get("reason") or "", event.get("message") or "")
-        group = groups.setdefault(key, {"reason": key[0], "message": key[1], "count": 0, "objects": 0, "last": ""})
+        if event.get("type", "Warning") != "Warning":
+            continue
+        key = (event.get("reason") or "", event.get("message") or event.get("note") or "")
+        group = groups.setdefault(
+            key, {"reason": key[0], "message": key[1], "count": 0, "objects": set(), "last_seen": ""}
+        )
         group["count"] += event_count(event)
-        group["objects"] += 1
-        group["last"] = max(group["last"], event_time(event))
-    return sorted(groups.values(), key=lambda g: g["last"], reverse=True)[:limit]
+        group["objects"].add(f"{_involved(event).get('kind')}/{_involved(event).get('name')}")
+        group["last_seen"] = max(group["last_seen"], event_time(event))
+    newest = sorted(groups.values(), key=lambda g: g["last_seen"], reverse=True)[:limit]
+    for group in newest:
+        group["objects"] = sorted(group["objects"])[:limit]
+    return newest
 
 
 _SCHEDULER_MESSAGE = re.compile(r"^\d+/\d+ nodes are available: (?P<reasons>.*?)(?:\. preemption:.*)?\.?$", re.S)
@@ -403,17 +410,24 @@ def _shortage_resources(reasons: list[str]) -> list[str]:
 # --- pod failures (shared with ds_rollout_wait's blockers) -------------------------------------
 
 
-def pod_failure(pod: Obj, now: datetime | None = None) -> Obj | None:
-    """Why a pod is not Ready: ``{reason, message, container, image, restarts, transient}`` or None when Ready.
+def pod_failure(pod: Obj, now: datetime | None = None, min_ready_seconds: int = 0) -> Obj | None:
+    """Why a pod is not available: ``{reason, message, container, image, restarts, transient}``, or None.
 
-    Waiting reasons (ErrImagePull, CrashLoopBackOff, CreateContainerConfigError ...) come first, then
-    terminated ones, then a bare "NotReady" (running but failing its readiness probe). ``transient`` marks
-    states healthy pods pass through (ContainerCreating ...) while younger than TRANSIENT_GRACE_SECONDS.
+    Terminating and Unschedulable first, then container waiting reasons (ErrImagePull, CrashLoopBackOff,
+    CreateContainerConfigError ...), terminated ones, a bare "NotReady" (running, failing its readiness probe)
+    or "Pending"; a Ready pod younger than MIN_READY_SECONDS is "MinReadySeconds". ``transient`` marks states a
+    healthy pod passes through (ContainerCreating ..., MinReadySeconds) while younger than TRANSIENT_GRACE_SECONDS.
     """
     terminating = bool(pod["metadata"].get("deletionTimestamp"))
-    if pod_is_ready(pod) and not terminating:
-        return None
     status = pod.get("status") or {}
+    if pod_is_ready(pod) and not terminating:
+        if pod_available(pod, min_ready_seconds, now):
+            return None
+        failure = {
+            "reason": "MinReadySeconds",
+            "message": f"ready, but for less than minReadySeconds ({min_ready_seconds}s)",
+        }
+        return dict(failure, container=None, image=None, restarts=0, last_termination=None, transient=True)
     spec_images = {c["name"]: c.get("image") for c in (pod.get("spec") or {}).get("containers") or []}
     statuses = list(status.get("initContainerStatuses") or []) + list(status.get("containerStatuses") or [])
     failure = None
@@ -434,7 +448,7 @@ def pod_failure(pod: Obj, now: datetime | None = None) -> Obj | None:
     for container in [] if failure else statuses:
         state = container.get("state") or {}
         detail = state.get("waiting") or state.get("terminated")
-        if container.get("ready") or not detail or (state.get("terminated") or {}).get("reason") == "Completed":
+        if container.get("ready") or not detail or (state.get("terminated") or {}).get("exitCode") == 0:
             continue
         last = ((container.get("lastState") or {}).get("terminated") or {}).get("reason")
         failure = {
@@ -462,35 +476,43 @@ def pod_failure(pod: Obj, now: datetime | None = None) -> Obj | None:
     return failure
 
 
-def group_pod_failures(pods: t.Iterable[Obj], events: t.Iterable[Obj] = (), now: datetime | None = None) -> list[Obj]:
-    """Not-Ready pods grouped by failure reason, largest group first, so 900 identical failures are one entry:
-    ``{reason, count, images, message, restarts_max, restarts_total, pods, nodes, events}`` with up to
-    EXAMPLES pod and node names per group and the group's last Warning events. Transient states are left out."""
+def group_pod_failures(
+    pods: t.Iterable[Obj],
+    events: t.Iterable[Obj] = (),
+    now: datetime | None = None,
+    limit: int = EXAMPLES,
+    include_transient: bool = False,
+    min_ready_seconds: int = 0,
+) -> list[Obj]:
+    """Pods that are not available grouped by failure reason, largest group first, so 900 identical failures
+    are one entry: ``{reason, message, count, images, restarts_max, restarts_total, pods, nodes, events}`` with
+    the first LIMIT pod and node names (sorted; the counts are complete), the first pod's message and the
+    group's Warning events. Transient states are left out unless INCLUDE_TRANSIENT.
+
+    The one grouping of pod failures: ds_diagnose's broken_template and ds_rollout_wait's blockers use it."""
     groups: dict[str, Obj] = {}
     for pod in pods:
-        failure = pod_failure(pod, now)
-        if failure is None or failure["transient"]:
+        failure = pod_failure(pod, now, min_ready_seconds)
+        if failure is None or (failure["transient"] and not include_transient):
             continue
         group = groups.setdefault(
             failure["reason"],
-            {"reason": failure["reason"], "count": 0, "images": [], "message": failure["message"],
-             "restarts_max": 0, "restarts_total": 0, "pods": [], "nodes": [], "_names": []},
+            {"reason": failure["reason"], "message": failure["message"], "count": 0, "images": [],
+             "restarts_max": 0, "restarts_total": 0, "pods": [], "nodes": set()},
         )  # fmt: skip
         group["count"] += 1
         group["restarts_max"] = max(group["restarts_max"], failure["restarts"])
         group["restarts_total"] += failure["restarts"]
         if failure["image"] and failure["image"] not in group["images"]:
             group["images"].append(failure["image"])
-        group["_names"].append(pod["metadata"]["name"])
-        if len(group["pods"]) < EXAMPLES:
-            group["pods"].append(pod["metadata"]["name"])
-            node = pod_target_node(pod)
-            if node:
-                group["nodes"].append(node)
+        group["pods"].append(pod["metadata"]["name"])
+        group["nodes"].add(pod_target_node(pod) or "")
     events = list(events)
     result = sorted(groups.values(), key=lambda g: (-g["count"], g["reason"]))
     for group in result:
-        group["events"] = summarize_events(events_for(events, "Pod", group.pop("_names")), limit=3)
+        group["events"] = summarize_events(events_for(events, "Pod", group["pods"]), limit=3)
+        group["pods"] = sorted(group["pods"])[:limit]
+        group["nodes"] = sorted(group["nodes"] - {""})[:limit]
     return result
 
 
@@ -712,13 +734,9 @@ def _find_broken_template(view: _View, events: list[Obj]) -> list[Obj]:
     if not groups:
         return []
     total = sum(g["count"] for g in groups)
-    pods, nodes = [], []
-    failed_reasons = {g["reason"] for g in groups}
-    for pod in failing:
-        failure = pod_failure(pod, view.now)
-        if failure and failure["reason"] in failed_reasons and not failure["transient"]:
-            pods.append(pod["metadata"]["name"])
-            nodes.append(pod_target_node(pod) or "")
+    broken = [p for p in failing if (pod_failure(p, view.now) or {"transient": True})["transient"] is False]
+    pods = [p["metadata"]["name"] for p in broken]
+    nodes = [pod_target_node(p) or "" for p in broken]
     summary = f"{_plural(total, 'updated pod')} not Ready: " + ", ".join(describe_failure_group(g) for g in groups)
     return [
         _finding(

@@ -17,6 +17,8 @@ from __future__ import annotations
 import datetime
 import typing as t
 
+from ansible_collections.kubeops.daemonset.plugins.module_utils import _diagnose
+
 Obj = dict[str, t.Any]
 
 HASH_LABEL = "controller-revision-hash"
@@ -115,19 +117,6 @@ def failure_message(
 # --- blockers ------------------------------------------------------------------------------
 
 
-def _parse_time(value: str | None) -> datetime.datetime | None:
-    if not value:
-        return None
-    return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-def _condition(pod: Obj, kind: str) -> Obj:
-    for cond in (pod.get("status") or {}).get("conditions") or []:
-        if cond.get("type") == kind:
-            return cond
-    return {}
-
-
 def pod_is_updated(pod: Obj, daemonset: Obj, current_hash: str | None) -> bool:
     """The controller's rule: the pod's revision hash is the current one, or (when the current hash is
     unknown) the pod was created from the DaemonSet's current template generation."""
@@ -138,42 +127,8 @@ def pod_is_updated(pod: Obj, daemonset: Obj, current_hash: str | None) -> bool:
     return template_generation is not None and labels.get(GENERATION_LABEL) == template_generation
 
 
-def pod_is_available(pod: Obj, min_ready_seconds: int, now: datetime.datetime) -> bool:
-    """Ready, and for at least minReadySeconds (measured from the Ready condition's last transition)."""
-    ready = _condition(pod, "Ready")
-    if ready.get("status") != "True" or pod["metadata"].get("deletionTimestamp"):
-        return False
-    since = _parse_time(ready.get("lastTransitionTime"))
-    return min_ready_seconds <= 0 or since is None or (now - since).total_seconds() >= min_ready_seconds
-
-
-def _pod_problems(pod: Obj, min_ready_seconds: int) -> list[tuple[str, str]]:
-    """(reason, message) pairs saying why a pod is not available."""
-    status = pod.get("status") or {}
-    problems = []
-    if _condition(pod, "Ready").get("status") == "True" and not pod["metadata"].get("deletionTimestamp"):
-        return [("MinReadySeconds", f"ready, but for less than minReadySeconds ({min_ready_seconds}s)")]
-    if pod["metadata"].get("deletionTimestamp"):
-        problems.append(("Terminating", "the pod is being deleted (a NotReady node can keep it terminating)"))
-    scheduled = _condition(pod, "PodScheduled")
-    if scheduled.get("status") == "False":
-        problems.append((scheduled.get("reason") or "Unschedulable", scheduled.get("message") or ""))
-    for container in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
-        state = container.get("state") or {}
-        if "waiting" in state:
-            waiting = state["waiting"]
-            problems.append((waiting.get("reason") or "Waiting", waiting.get("message") or ""))
-        elif "terminated" in state and state["terminated"].get("exitCode"):
-            terminated = state["terminated"]
-            problems.append((terminated.get("reason") or "Error", terminated.get("message") or ""))
-        elif "running" in state and not container.get("ready"):
-            restarts = container.get("restartCount") or 0
-            problems.append(
-                ("NotReady", f"container {container.get('name')} is running but not ready ({restarts} restarts)")
-            )
-    if not problems and status.get("phase") == "Pending":
-        problems.append(("Pending", status.get("message") or status.get("reason") or ""))
-    return problems
+# One availability rule and one grouping of pod failures, shared with ds_diagnose (module_utils/_diagnose.py).
+pod_is_available = _diagnose.pod_available
 
 
 def _first(items: list[str], limit: int) -> list[str]:
@@ -192,16 +147,16 @@ def rollout_blockers(
 
     PODS are the DaemonSet's pods (listed with its selector), EVENTS the namespace's Warning events; the
     events kept are those about the DaemonSet or one of PODS, newest first, grouped by reason+message.
-    Pod problems (waiting/terminated reasons, unschedulable, terminating, running but not ready) are
-    grouped by reason+message with counts and the first LIMIT pods and nodes. Lists of nodes are sorted
-    and cut at LIMIT; the counts are complete.  Plain data in, plain data out (reusable by diagnosis).
+    Pod problems (waiting/terminated reasons, unschedulable, terminating, running but not ready, not yet
+    minReadySeconds) come from _diagnose.group_pod_failures: one entry per reason with counts, the first
+    pod's message and the first LIMIT pods and nodes. Lists of nodes are sorted and cut at LIMIT; the counts
+    are complete.
     """
     now = now or datetime.datetime.now(datetime.timezone.utc)
     status = rollout_status(daemonset)
     min_ready = int((daemonset.get("spec") or {}).get("minReadySeconds") or 0)
     pods = [pod for pod in pods if _owned(pod, daemonset)]
-    outdated_nodes, unavailable_nodes = [], []
-    groups: dict[tuple[str, str], Obj] = {}
+    outdated_nodes, unavailable_nodes, unavailable = [], [], []
     for pod in pods:
         node = (pod.get("spec") or {}).get("nodeName") or ""
         available = pod_is_available(pod, min_ready, now)
@@ -209,26 +164,22 @@ def rollout_blockers(
             outdated_nodes.append(node or pod["metadata"]["name"])
         elif not available:
             unavailable_nodes.append(node or pod["metadata"]["name"])
-        if available:
-            continue
-        for reason, message in _pod_problems(pod, min_ready):
-            group = groups.setdefault(
-                (reason, message), {"reason": reason, "message": message, "count": 0, "pods": [], "nodes": []}
-            )
-            group["count"] += 1
-            group["pods"].append(pod["metadata"]["name"])
-            if node:
-                group["nodes"].append(node)
-    pod_problems = sorted(groups.values(), key=lambda g: (-g["count"], g["reason"], g["message"]))
-    for group in pod_problems:
-        group["pods"], group["nodes"] = _first(group["pods"], limit), _first(sorted(set(group["nodes"])), limit)
+        if not available:
+            unavailable.append(pod)
+    events = list(events)
+    pod_problems = _diagnose.group_pod_failures(
+        unavailable, now=now, limit=limit, include_transient=True, min_ready_seconds=min_ready
+    )
+    related = _diagnose.events_for(events, "DaemonSet", [daemonset["metadata"]["name"]]) + _diagnose.events_for(
+        events, "Pod", [pod["metadata"]["name"] for pod in pods]
+    )
     return {
         "summary": _summary(status, len(outdated_nodes), len(unavailable_nodes), pod_problems),
         "missing_pods": max(status["desired"] - status["current"], 0),
         "not_updated": {"count": len(outdated_nodes), "nodes": _first(outdated_nodes, limit)},
         "not_available": {"count": len(unavailable_nodes), "nodes": _first(unavailable_nodes, limit)},
         "pod_problems": pod_problems[:limit],
-        "warning_events": _warning_events(daemonset, pods, events, limit),
+        "warning_events": _diagnose.summarize_events(related, limit),
     }
 
 
@@ -254,24 +205,3 @@ def _summary(status: Obj, outdated: int, unavailable: int, problems: list[Obj]) 
     if problems:
         parts.append("pods: " + ", ".join(f"{g['reason']} x{g['count']}" for g in problems))
     return "; ".join(parts) or "no pod-level cause found (see the counters and events)"
-
-
-def _warning_events(daemonset: Obj, pods: list[Obj], events: t.Iterable[Obj], limit: int) -> list[Obj]:
-    names = {("DaemonSet", daemonset["metadata"]["name"])} | {("Pod", pod["metadata"]["name"]) for pod in pods}
-    groups: dict[tuple[str, str], Obj] = {}
-    for event in events:
-        involved = event.get("involvedObject") or event.get("regarding") or {}
-        if event.get("type") != "Warning" or (involved.get("kind"), involved.get("name")) not in names:
-            continue
-        reason, message = event.get("reason") or "", event.get("message") or event.get("note") or ""
-        last = event.get("lastTimestamp") or event.get("eventTime") or event["metadata"].get("creationTimestamp") or ""
-        group = groups.setdefault(
-            (reason, message), {"reason": reason, "message": message, "count": 0, "objects": [], "last_seen": ""}
-        )
-        group["count"] += int(event.get("count") or (event.get("series") or {}).get("count") or 1)
-        group["objects"].append(f"{involved.get('kind')}/{involved.get('name')}")
-        group["last_seen"] = max(group["last_seen"], last)
-    newest = sorted(groups.values(), key=lambda g: g["last_seen"], reverse=True)[:limit]
-    for group in newest:
-        group["objects"] = _first(sorted(set(group["objects"])), limit)
-    return newest
