@@ -11,7 +11,7 @@ module: ds_diagnose
 short_description: Name the causes of a stuck DaemonSet rollout, with the nodes and pods involved; optionally fix them
 version_added: 0.1.0
 author:
-  - kubeops.daemonset developers
+  - kubeops.daemonset contributors (@kubeops)
 description:
   - Reads a DaemonSet, the nodes, its pods, the Warning events of its namespace, its revisions and the node leases,
     and names every cause that keeps its rollout from finishing, the way the troubleshooting section of the
@@ -75,8 +75,8 @@ options:
     default: false
   images:
     description:
-      - With O(remediate=fixed_template), new images by container name, for example
-        V({fluentd-elasticsearch: quay.io/fluentd_elasticsearch/fluentd:v2.6.0}).
+      - "With O(remediate=fixed_template), new images by container name, for example
+        V({fluentd-elasticsearch: quay.io/fluentd_elasticsearch/fluentd:v2.6.0})."
     type: dict
   template:
     description:
