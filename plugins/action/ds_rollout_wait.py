@@ -17,7 +17,7 @@ import math
 import time
 import typing as t
 
-from ansible.module_utils.common.validation import check_type_int
+from ansible.module_utils.common.validation import check_type_bool, check_type_int
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 from ansible_collections.kubeops.daemonset.plugins.module_utils._rollout import failure_message
@@ -30,12 +30,14 @@ class ActionModule(ActionBase):
         result = super().run(tmp, task_vars)
         args = dict(self._task.args)
         try:
+            print_progress = check_type_bool(args.get("print_progress", True))
             timeout = check_type_int(args.get("timeout", 300))
             deadline = args.get("progress_deadline")
             progress_deadline = None if deadline is None else check_type_int(deadline)
-        except TypeError:  # not an integer: one module run reports the error
-            timeout, progress_deadline = 0, None
-        if timeout <= 0 or "return_on_change_from" in args:  # status only, or a caller driving the steps itself
+        except TypeError:  # not a bool or an integer: one module run reports the error
+            print_progress, timeout, progress_deadline = False, 0, None
+        # status only, one silent wait, or a caller driving the steps itself: one module run
+        if not print_progress or timeout <= 0 or "return_on_change_from" in args:
             return {**result, **self._run_step(args, task_vars)}
         return {**result, **self._wait(args, timeout, progress_deadline, task_vars)}
 

@@ -77,6 +77,15 @@ options:
     type: str
     choices: [report, wait]
     default: report
+  print_progress:
+    description:
+      - Print each new kubectl message while the task runs (standard error). The action plugin then runs the module
+        in steps that return at each status change, one LIST and one WATCH per step, at most about one step per
+        module start-up time.
+      - V(false) waits in a single module run - one LIST and one WATCH (renewed every 300 seconds) whatever the
+        size of the cluster - and returns the same result, timeline included, at the end.
+    type: bool
+    default: true
   return_on_change_from:
     description:
       - A RV(status) from an earlier run. The module returns (not failed, RV(outcome=changed)) as soon as the
@@ -260,9 +269,10 @@ blockers:
       type: dict
     pod_problems:
       description:
-        - Why pods are not available, grouped by reason and message with C(count), the first C(pods) and C(nodes)
-          (container waiting reasons such as C(ErrImagePull), C(ImagePullBackOff), C(CrashLoopBackOff),
-          C(Unschedulable), C(Terminating)), most frequent first.
+        - Why pods are not available, one entry per reason (container waiting reasons such as C(ErrImagePull),
+          C(ImagePullBackOff), C(CrashLoopBackOff), C(Unschedulable), C(Terminating), C(MinReadySeconds)) with
+          C(count), the first pod's C(message), the first C(pods) and C(nodes), C(images) and restart counts,
+          most frequent first - the grouping M(kubeops.daemonset.ds_diagnose) uses.
       type: list
       elements: dict
     warning_events:
@@ -301,6 +311,7 @@ ARGUMENT_SPEC = {
     "timeout": {"type": "int", "default": 300},
     "progress_deadline": {"type": "int"},
     "on_delete": {"type": "str", "choices": ["report", "wait"], "default": "report"},
+    "print_progress": {"type": "bool", "default": True},  # read by the action plugin
     "return_on_change_from": {"type": "dict"},
 }
 

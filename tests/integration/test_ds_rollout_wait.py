@@ -156,7 +156,9 @@ def test_bad_image_fails_at_timeout_with_blockers(run_module, kubectl, namespace
     rolled_out(namespace)
     set_image(kubectl, namespace, BAD_IMAGE)
 
-    result = run_module("ds_rollout_wait", {"name": NAME, "namespace": namespace, "timeout": 8})
+    # print_progress false: one module run, one watch (the progress_deadline test covers the stepped run)
+    args = {"name": NAME, "namespace": namespace, "timeout": 8, "print_progress": False}
+    result = run_module("ds_rollout_wait", args)
 
     assert result["failed"] and result["outcome"] == "timeout" and not result["rollout_complete"]
     assert "timed out waiting for the condition: the rollout did not finish within 8s" in result["msg"]
@@ -242,6 +244,10 @@ def test_progress_lines_are_printed_while_waiting(ansible_env, kubectl, namespac
     lines = [line for line in proc.stderr.splitlines() if any(p.fullmatch(line) for p in KUBECTL_MESSAGES)]
     assert lines and lines[-1] == DONE
     assert proc.stdout.startswith("localhost | SUCCESS") and "successfully rolled out" in proc.stdout
+
+    quiet = json.dumps({"name": NAME, "namespace": namespace, "print_progress": False})
+    proc = subprocess.run([*cmd, "-a", quiet], env=ansible_env, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0 and DONE not in proc.stderr
 
 
 def test_restricted_service_account_with_the_documented_verbs(
