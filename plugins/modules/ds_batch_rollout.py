@@ -417,9 +417,9 @@ class BatchRollout:
             in_progress = False
         else:
             in_progress = True
-        target = _matching_revision(revisions, desired)
         planned = copy.deepcopy(daemonset)
         planned["spec"]["template"] = desired
+        target = _history.current_revision(planned, revisions)  # None: the controller will create it
         nodes = _batch.eligible_nodes(planned, self.api.list_nodes())
         plan = _batch.plan_batches(specs, nodes, self.pods(daemonset), target and _history.revision_hash(target))
         self.say_plan(plan, state, target, in_progress)
@@ -429,8 +429,10 @@ class BatchRollout:
         if not template_changes and not in_progress and not plan["pending"]:
             return dict(result, outcome="unchanged", msg=f"{self.what()}: every eligible node runs the live template")
         if self.module.check_mode:
-            result.update(changed=True, msg=f"{self.what()}: would update {plan['pending']} of {plan['total']} nodes")
-            return result
+            would = f"would update {plan['pending']} of {plan['total']} nodes"
+            if not plan["pending"]:
+                would = "would check the updated pods and restore the original update strategy"
+            return dict(result, changed=True, msg=f"{self.what()}: {would}")
         daemonset, target = self.begin(daemonset, patch if template_changes else None, state, in_progress)
         plan = _batch.plan_batches(specs, nodes, self.pods(daemonset), _history.revision_hash(target))
         result.update(plan=plan, revision=_revisions(state, target))
@@ -457,7 +459,7 @@ class BatchRollout:
             except K8sError as exc:
                 if exc.status == 409:
                     raise K8sError(
-                        f"{self.what()} changed while the batch rollout was starting (409 Conflict); nothing was "
+                        "it changed while the batch rollout was starting (409 Conflict); nothing was "
                         "overwritten, run again",
                         409,
                     ) from exc
@@ -468,7 +470,7 @@ class BatchRollout:
         revisions = self.read()[1]
         target = _history.current_revision(daemonset, revisions)
         if target is None:
-            raise K8sError(f"{self.what()}: the controller did not record a revision for the new template")
+            raise K8sError("the controller did not record a revision for the new template")
         return daemonset, target
 
     def wait_observed(self) -> Obj:
@@ -476,14 +478,14 @@ class BatchRollout:
 
         def handle(daemonset: Obj | None) -> bool:
             if daemonset is None:
-                raise K8sError(f"{self.what()} was deleted during the batch rollout", 404)
+                raise K8sError("it was deleted during the batch rollout", 404)
             seen["daemonset"] = daemonset
             status = daemonset.get("status") or {}
             return int(daemonset["metadata"]["generation"]) <= int(status.get("observedGeneration") or 0)
 
         deadline = time.monotonic() + OBSERVE_SECONDS
         if not watch_until(self.api, "daemonsets", self.namespace, self.name, handle, lambda: deadline):
-            raise K8sError(f"{self.what()}: the controller did not observe the change in {OBSERVE_SECONDS}s")
+            raise K8sError(f"the controller did not observe the change within {OBSERVE_SECONDS}s")
         return seen["daemonset"]
 
     # --- batches ---------------------------------------------------------------------------------
@@ -630,7 +632,7 @@ class BatchRollout:
         if not stored:
             gone = f"revision {previous['revision']} ({previous['name']}) is gone" if previous else "there is none"
             raise K8sError(
-                f"{self.what()}: a gate failed and there is no previous revision to roll back to ({gone}; "
+                f"a gate failed and there is no previous revision to roll back to ({gone}; "
                 f"{_history.describe_available(revisions)}); the DaemonSet is left on OnDelete"
             )
         self.api.patch_daemonset(
@@ -685,11 +687,6 @@ class BatchRollout:
 def _previous(revisions: list[Obj]) -> Obj | None:
     """Without a template change: the revision before the newest (kubectl's undo target)."""
     return revisions[-2] if len(revisions) >= 2 else None
-
-
-def _matching_revision(revisions: list[Obj], template: Obj) -> Obj | None:
-    matching = [rev for rev in revisions if _history.templates_equal(_history.revision_template(rev), template)]
-    return matching[-1] if matching else None
 
 
 def _revisions(state: Obj, target: Obj | None) -> Obj:

@@ -6,7 +6,10 @@ strategy, annotations and resourceVersion); nothing is mocked.
 
 from __future__ import annotations
 
+import http.server
 import json
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,15 +25,45 @@ STRATEGY = {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "max
 
 
 @pytest.fixture
-def fleet(namespace, test_node, seed_daemonset, apply_manifest, wait_rollout) -> list[str]:
-    """NODES nodes labelled for this test and the seed DaemonSet (v2.5.2) rolled out on exactly them."""
-    label = {"kubeops.test/batch": namespace}
-    nodes = test_node(count=NODES, labels=label)
-    manifest = seed_daemonset(namespace, tolerate_test_nodes=True, strategy=STRATEGY, change_cause="seed v2.5.2")
-    manifest["spec"]["template"]["spec"]["nodeSelector"] = label
-    apply_manifest(manifest)
-    wait_rollout(namespace, NAME, timeout=180)
-    return nodes
+def make_fleet(namespace, test_node, seed_daemonset, apply_manifest, wait_rollout):
+    """make_fleet(count): COUNT nodes labelled for this test and the seed DaemonSet (v2.5.2) rolled out on exactly
+    them (a nodeSelector on the label, a toleration for the test nodes' taint)."""
+
+    def make(count: int) -> list[str]:
+        label = {"kubeops.test/batch": namespace}
+        nodes = test_node(count=count, labels=label)
+        manifest = seed_daemonset(namespace, tolerate_test_nodes=True, strategy=STRATEGY, change_cause="seed v2.5.2")
+        manifest["spec"]["template"]["spec"]["nodeSelector"] = label
+        apply_manifest(manifest)
+        wait_rollout(namespace, NAME, timeout=180)
+        return nodes
+
+    return make
+
+
+@pytest.fixture
+def fleet(make_fleet) -> list[str]:
+    return make_fleet(NODES)
+
+
+@pytest.fixture
+def health_endpoint() -> Iterator[dict[str, Any]]:
+    """A local HTTP endpoint answering ``state["status"]`` (503 until the test says otherwise)."""
+    state: dict[str, Any] = {"status": 503}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(state["status"])
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:  # keep pytest's output clean
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    state["url"] = f"http://127.0.0.1:{server.server_address[1]}/healthz"
+    yield state
+    server.shutdown()
 
 
 def daemonset(kubectl, namespace: str) -> dict[str, Any]:
@@ -166,3 +199,22 @@ def test_bad_arguments_fail_before_anything_is_written(
     assert bad["failed"] is True
     assert "1% to 100%" in bad["msg"]
     assert daemonset(kubectl, namespace)["metadata"]["resourceVersion"] == before
+
+
+def test_gate_url_must_answer_2xx(kubectl, namespace, make_fleet, run_module, health_endpoint):
+    nodes = make_fleet(3)
+    old_pods = pods_on_nodes(kubectl, namespace)
+    url_args = args(namespace, images={CONTAINER: GOOD}, gate_url=health_endpoint["url"], batch_timeout=8)
+
+    failed = run_module("ds_batch_rollout", url_args)
+    assert failed["outcome"] == "rolled_back", failed.get("msg")
+    assert "503" in failed["msg"]
+    assert failed["touched_nodes"] == nodes[:1]
+    after = pods_on_nodes(kubectl, namespace)
+    assert {rev for _uid, rev in after.values()} == {old_pods[nodes[0]][1]}
+    assert {node: after[node] for node in nodes[1:]} == {node: old_pods[node] for node in nodes[1:]}
+
+    health_endpoint["status"] = 200
+    done = run_module("ds_batch_rollout", url_args)
+    assert done["outcome"] == "complete", done.get("msg")
+    assert [len(batch["nodes"]) for batch in done["batches"]] == [1, 1, 1]  # targets 1, 1 (10% of 3: nothing), 2, 3
