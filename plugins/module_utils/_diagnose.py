@@ -1123,18 +1123,22 @@ def plan_evictions(daemonset: Obj, node: Obj, pods: t.Iterable[Obj], force: bool
 
 
 def last_available_revision(daemonset: Obj, revisions: t.Iterable[Obj], pods: t.Iterable[Obj]) -> Obj | None:
-    """The rollback target: the newest revision other than the live one whose remaining pods are all Ready.
+    """The rollback target: the last revision that was fully available, as far as the objects tell.
 
-    The API keeps no record of past availability, so it is read from the pods that remain: during a stuck
-    rollout the previous revision's pods are still running and Ready; a revision with failing pods is skipped;
-    a revision without pods left counts as good (it was replaced by a newer rollout, not abandoned)."""
+    The API keeps no record of past availability, so it is read from the pods that remain. Candidates are the
+    revisions other than the live one none of whose pods is failing. During a stuck rollout the previous good
+    revision still has Ready pods: the newest candidate with Ready pods wins, so an intermediate broken revision
+    whose pods were all replaced is skipped. Without one (every pod already replaced), the newest candidate."""
     owned = _history.owned_revisions(daemonset, revisions)
     live = _history.current_revision(daemonset, owned)
     mine = daemon_pods(daemonset, pods)
+    candidates = []
     for rev in reversed(owned):
         if live is not None and rev["metadata"]["name"] == live["metadata"]["name"]:
             continue
         rev_hash = _history.revision_hash(rev)
-        if all(pod_is_ready(p) for p in mine if (p["metadata"].get("labels") or {}).get(HASH_LABEL) == rev_hash):
-            return rev
-    return None
+        on_rev = [p for p in mine if (p["metadata"].get("labels") or {}).get(HASH_LABEL) == rev_hash]
+        if all(pod_is_ready(p) for p in on_rev):
+            candidates.append((rev, bool(on_rev)))
+    with_pods = [rev for rev, has_pods in candidates if has_pods]
+    return (with_pods or [rev for rev, _ in candidates] or [None])[0]

@@ -334,6 +334,21 @@ def test_rollback_target_is_the_last_revision_whose_pods_are_ready():
     assert d.last_available_revision(x["daemonset"], x["revisions"], x["pods"]) is None  # one revision only
 
 
+def test_rollback_target_skips_an_intermediate_revision_without_pods():
+    """1 (Ready pods) -> 2 (broken, its pod already replaced) -> 3 (live, broken): back to 1, not 2."""
+    x = load("bad_image")
+    live = next(r for r in x["revisions"] if r["revision"] == 2)
+    newer = copy.deepcopy(live)
+    newer["revision"] = 3  # the live template's newest revision; 2 keeps the same template but no pod
+    live["metadata"]["name"] += "x"
+    live["metadata"]["labels"]["controller-revision-hash"] += "x"
+    target = d.last_available_revision(x["daemonset"], [*x["revisions"], newer], x["pods"])
+    assert target["revision"] == 1
+    # once every pod runs the live revision, the newest other revision is the best guess
+    pods = [p for p in x["pods"] if "does-not-exist" in p["spec"]["containers"][0]["image"]]
+    assert d.last_available_revision(x["daemonset"], [*x["revisions"], newer], pods)["revision"] == 2
+
+
 def test_report_is_a_short_table():
     x = load("bad_image")
     findings = run(x)
