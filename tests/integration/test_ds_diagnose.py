@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
+import yaml
 
 NAME = "fluentd-elasticsearch"
 CONTAINER = "fluentd-elasticsearch"
@@ -335,3 +337,62 @@ def test_playbook_fails_only_when_asked_and_rolls_back(run_playbook, namespace, 
     wait_rollout(namespace)
     again = run_playbook(PLAYBOOK, args)
     assert again.returncode == 0 and recap_changed(again.stdout) == 0 and "no problem found" in again.stdout
+
+
+# --- RBAC: a ClusterRole with only the documented verbs ------------------------------------------
+
+
+@pytest.fixture
+def cluster_role_kubeconfig(kubectl, kubeconfig, namespace, tmp_path):
+    """make(rules) -> kubeconfig of a fresh ServiceAccount bound to a ClusterRole with exactly RULES
+    (ds_diagnose lists nodes, which are cluster-scoped). Both are deleted afterwards."""
+    made: list[str] = []
+    cluster = yaml.safe_load(Path(kubeconfig).read_text())["clusters"][0]["cluster"]
+
+    def make(rules: list[dict]) -> str:
+        name = f"{namespace}-diag-{len(made) + 1}"
+        kubectl("create", "serviceaccount", name, namespace=namespace)
+        for obj in (
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": name},
+             "rules": rules},
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": name},
+             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+             "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}]},
+        ):  # fmt: skip
+            kubectl("create", "-f", "-", input=json.dumps(obj))
+        made.append(name)
+        token = kubectl("create", "token", name, "--duration=1h", namespace=namespace).stdout.strip()
+        path = tmp_path / f"{name}.kubeconfig"
+        path.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "clusters": [{"name": "c", "cluster": cluster}],
+            "users": [{"name": name, "user": {"token": token}}],
+            "contexts": [{"name": name, "context": {"cluster": "c", "user": name}}], "current-context": name,
+        }))  # fmt: skip
+        return str(path)
+
+    yield make
+    for name in made:
+        kubectl("delete", "clusterrolebinding,clusterrole", name, "--wait=false", check=False)
+
+
+REQUIRED = [
+    {"apiGroups": ["apps"], "resources": ["daemonsets"], "verbs": ["get"]},
+    {"apiGroups": [""], "resources": ["nodes", "pods"], "verbs": ["list"]},
+]
+
+
+def test_required_verbs_are_enough_and_a_missing_one_is_named(run_module, namespace, seed_daemonset, apply_manifest,
+                                                              wait_rollout, cluster_role_kubeconfig):  # fmt: skip
+    apply_manifest(seed_daemonset(namespace))
+    wait_rollout(namespace)
+    args = {"name": NAME, "namespace": namespace}
+    result = run_module("ds_diagnose", dict(args, kubeconfig=cluster_role_kubeconfig(REQUIRED)))
+    assert not result.get("failed"), result.get("msg")
+    assert result["healthy"] is True
+    warned = " ".join(result.get("warnings", []))
+    assert "events not checked" in warned and "node leases" in warned and "revisions not checked" in warned
+
+    without_nodes = [REQUIRED[0], {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]
+    result = run_module("ds_diagnose", dict(args, kubeconfig=cluster_role_kubeconfig(without_nodes)))
+    assert result["failed"] and "forbidden: cannot list nodes" in result["msg"]
+    assert "ds_diagnose needs: get on apps/daemonsets; list on nodes, pods" in result["msg"]
