@@ -223,9 +223,13 @@ remediation:
       type: list
       elements: str
     refused:
-      description: Evictions the API server refused (a PodDisruptionBudget), with its message.
+      description: Evictions the API server refused (C(429), a PodDisruptionBudget), with its message.
       type: list
       elements: dict
+    gone:
+      description: Pods chosen for eviction that no longer existed.
+      type: list
+      elements: str
     plans:
       description: Per blocked node, the pods chosen, skipped pods and whether the DaemonSet's pod fits afterwards.
       type: list
@@ -329,7 +333,7 @@ def evict_blockers(module, api, state: Obj, findings: list[Obj]) -> tuple[Obj, O
     blocked = sorted({n for f in findings if f["cause"] == "resource_exhaustion" for n in f["nodes"]})
     pods = _merged_pods(state)
     plans = [_diagnose.plan_evictions(state["daemonset"], nodes[n], pods, module.params["force"]) for n in blocked]
-    evicted, refused = [], []
+    evicted, refused, gone = [], [], []
     for plan in plans:
         for ref in plan["evict"]:
             namespace, name = ref.split("/", 1)
@@ -337,9 +341,12 @@ def evict_blockers(module, api, state: Obj, findings: list[Obj]) -> tuple[Obj, O
                 api.evict_pod(namespace, name, dry_run=module.check_mode)
                 evicted.append(ref)
             except K8sError as exc:
-                if exc.status not in (429, 404):  # 429: a PodDisruptionBudget refuses; 404: already gone
+                if exc.status == 404:  # deleted since it was listed: the room is free anyway
+                    gone.append(ref)
+                elif exc.status == 429:  # a PodDisruptionBudget does not allow it now
+                    refused.append({"pod": ref, "status": exc.status, "message": str(exc)})
+                else:
                     raise
-                refused.append({"pod": ref, "status": exc.status, "message": str(exc)})
     diff = None
     if module._diff:
         before = {p["node"]: sorted(_pods_on(pods, p["node"])) for p in plans}
@@ -347,7 +354,7 @@ def evict_blockers(module, api, state: Obj, findings: list[Obj]) -> tuple[Obj, O
             "before": before,
             "after": {node: [p for p in refs if p not in evicted] for node, refs in before.items()},
         }
-    return {"action": "evict_blockers", "evicted": evicted, "refused": refused, "plans": plans}, diff
+    return {"action": "evict_blockers", "evicted": evicted, "refused": refused, "gone": gone, "plans": plans}, diff
 
 
 def _pods_on(pods: list[Obj], node: str) -> list[str]:
