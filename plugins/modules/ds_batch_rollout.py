@@ -11,7 +11,7 @@ module: ds_batch_rollout
 short_description: Roll out a DaemonSet node batch by node batch (canary), with health gates and automatic rollback
 version_added: 0.1.0
 author:
-  - kubeops.daemonset contributors
+  - kubeops.daemonset contributors (@kubeops)
 description:
   - Vanilla DaemonSets cannot pause, partition or canary a rollout. This module does it on any cluster, with no
     controller or CRD to install, the way openshift-ansible and Kruise Rollouts do it.
@@ -27,10 +27,10 @@ description:
     had not reached are never touched."
   - At the end it restores the original strategy (for example C(RollingUpdate) with its C(maxUnavailable) and
     C(maxSurge)); the template is already the new one, so nothing more rolls.
-  - Resumable: while it runs, the original strategy and the rollback revision are kept in the annotation
+  - "Resumable: while it runs, the original strategy and the rollback revision are kept in the annotation
     C(daemonset.kubeops.io/batch-rollout) on the DaemonSet. If a run is interrupted, the next run (from any machine)
     finds it, counts the nodes whose pod already carries the new C(controller-revision-hash) as done, checks them
-    and continues. A finished rollout run again changes nothing.
+    and continues. A finished rollout run again changes nothing."
   - While the task runs, the action plugin prints the plan and one line per batch (to standard error, so
     machine-readable output stays intact).
   - "RBAC: C(get), C(list), C(watch) and C(patch) on C(apps/daemonsets), C(list) on C(apps/controllerrevisions)
@@ -62,9 +62,9 @@ options:
     type: str
   batches:
     description:
-      - The batches, in order. Each is a cumulative target like a Kruise partition - a node count (V(1)), a
+      - "The batches, in order. Each is a cumulative target like a Kruise partition - a node count (V(1)), a
         percentage of the eligible nodes rounded up (V(10%)) - or C({selector: {LABEL: VALUE}}) (or a full
-        LabelSelector with C(matchLabels)/C(matchExpressions)) for every eligible node of a pool, a canary pool first.
+        LabelSelector with C(matchLabels)/C(matchExpressions)) for every eligible node of a pool, a canary pool first."
       - Nodes already on the new revision count towards the targets, so a batch whose target is reached is skipped.
         When the list does not reach every node, a final V(100%) batch is added.
       - "Eligible nodes are those that should run the DaemonSet: node selector, required node affinity, taints
@@ -128,6 +128,8 @@ options:
     default: false
 extends_documentation_fragment:
   - kubernetes.core.k8s_auth_options
+  - kubeops.daemonset.attributes
+  - kubeops.daemonset.attributes.actiongroup
 attributes:
   check_mode:
     support: full
