@@ -26,6 +26,9 @@ Obj = dict[str, t.Any]
 
 # A watch request lasts at most this long before it is resumed (servers cap it anyway).
 MAX_WATCH_SECONDS = 300
+# How long a step of the action plugin collects status changes before returning them: module start-ups
+# (one list and one watch each) stay at one per few seconds whatever the size of the cluster.
+PROGRESS_STEP = 3.0
 _TRANSIENT = {None, 410, 429, 500, 502, 503, 504}
 
 
@@ -59,6 +62,7 @@ def watch_until(
             if remaining <= 0:
                 return False
             timeout = math.ceil(min(remaining, MAX_WATCH_SECONDS))
+            watch_end = clock() + timeout
             for event in api.watch(resource, namespace, name, resource_version, timeout):
                 if event["type"] == "ERROR":  # 410 Gone and friends: start over from a fresh list
                     resource_version = None
@@ -68,6 +72,8 @@ def watch_until(
                     return True
                 if clock() >= deadline():
                     return False
+                if deadline() < watch_end - 1:  # the deadline moved earlier: watch again with less time
+                    break
         except K8sError as exc:
             if exc.status not in _TRANSIENT:
                 raise
@@ -105,8 +111,9 @@ def wait_for_rollout(
     counter moving (see ``_rollout.progress_key``) before giving up early; None: no such limit.
     ON_PROGRESS(status): called with the ``_rollout.rollout_status`` dict whenever kubectl's message changes.
     ON_DELETE: ``wait`` (OnDelete DaemonSets are waited for like any other) or ``report`` (return at once).
-    RETURN_ON_CHANGE_FROM: a ``status`` from an earlier result; return (not failed) as soon as the
-    status differs from it - lets the action plugin print each change while the task runs.
+    RETURN_ON_CHANGE_FROM: a ``status`` from an earlier result; once the status differs from it, return
+    (not failed, outcome ``changed``) within PROGRESS_STEP seconds of the step's start, with every message
+    seen meanwhile in the timeline - lets the action plugin print the changes while the task runs.
 
     Result keys: ``failed``, ``msg`` (on failure), ``rollout_complete``, ``outcome`` (complete, status,
     on_delete, changed, timeout, progress_deadline, not_found, deleted), ``status`` (counters and
@@ -119,9 +126,20 @@ def wait_for_rollout(
     timeline: list[Obj] = []
     seen: Obj = {"daemonset": None, "status": None, "progress_at": start, "gone": False, "outcome": None}
 
-    def deadline() -> float:
+    def limit() -> float:
         end = start + timeout
         return min(end, seen["progress_at"] + progress_deadline) if progress_deadline else end
+
+    def change_pending() -> bool:
+        return (
+            return_on_change_from is not None
+            and seen["status"] is not None
+            and _key(seen["status"]) != _key(return_on_change_from)
+        )
+
+    def deadline() -> float:
+        # A step that saw a change returns by PROGRESS_STEP, collecting what else changes meanwhile.
+        return min(limit(), start + PROGRESS_STEP) if change_pending() else limit()
 
     def handle(daemonset: Obj | None) -> bool:
         if daemonset is None:
@@ -141,15 +159,18 @@ def wait_for_rollout(
             seen["outcome"] = "complete"
         elif status["strategy"] == _rollout.ON_DELETE and on_delete == "report":
             seen["outcome"] = "on_delete"
-        elif return_on_change_from is not None and _key(status) != _key(return_on_change_from):
+        elif change_pending() and clock() - start >= PROGRESS_STEP:
             seen["outcome"] = "changed"
         elif timeout <= 0:
             seen["outcome"] = "status"
         return seen["outcome"] is not None
 
     if not watch_until(api, "daemonsets", namespace, name, handle, deadline, clock):
-        overall = clock() >= start + timeout
-        seen["outcome"] = "timeout" if overall or not progress_deadline else "progress_deadline"
+        if change_pending() and clock() < limit():
+            seen["outcome"] = "changed"
+        else:
+            overall = clock() >= start + timeout
+            seen["outcome"] = "timeout" if overall or not progress_deadline else "progress_deadline"
     return _result(api, namespace, name, seen, timeline, clock() - start, timeout, progress_deadline)
 
 

@@ -166,5 +166,36 @@ def test_wait_for_rollout_return_on_change_from() -> None:
     assert result["outcome"] == "complete" and result["rollout_complete"]
 
 
+def test_a_progress_step_collects_changes_until_progress_step() -> None:
+    clock = Clock()
+    before = daemonset("bad-image", "1")
+    status = wait_for(ScriptedApi(clock, [("1", [before])], []), clock, timeout=0)["status"]
+    first, second = daemonset("bad-image", "2"), daemonset("crashloop", "3")
+    first["status"]["updatedNumberScheduled"] = 2  # kubectl's message changes
+    second["status"]["updatedNumberScheduled"] = 3
+    first_watch = [{"type": "MODIFIED", "object": first}]  # the change shortens the deadline: a new watch
+    second_watch = [{"type": "MODIFIED", "object": obj} for obj in (second, second)]
+    api = ScriptedApi(clock, lists=[("1", [before])], watches=[first_watch, second_watch], step=1)
+    clock.now = 0.0
+    result = wait_for(api, clock, timeout=30, return_on_change_from=status)
+    assert result["outcome"] == "changed" and not result["failed"]
+    assert clock.now == _watch.PROGRESS_STEP  # not at the first change: one module run carries both
+    assert len(result["timeline"]) == 3  # the unchanged first state, then both changes
+
+
+def test_a_change_followed_by_silence_returns_after_progress_step() -> None:
+    clock = Clock()
+    before = daemonset("bad-image", "1")
+    status = wait_for(ScriptedApi(clock, [("1", [before])], []), clock, timeout=0)["status"]
+    moved = daemonset("bad-image", "2")
+    moved["status"]["updatedNumberScheduled"] = 2
+    api = ScriptedApi(clock, lists=[("1", [before])], watches=[[{"type": "MODIFIED", "object": moved}], []])
+    clock.now = 0.0
+    result = wait_for(api, clock, timeout=300, return_on_change_from=status)
+    assert result["outcome"] == "changed"
+    assert api.calls[-1] == ("watch", "2", 2)  # watched again with the step's remaining time, not 300s
+    assert clock.now == 1 + 2
+
+
 def wait_for(api: ScriptedApi, clock: Clock, **kwargs) -> dict:
     return _watch.wait_for_rollout(api, "ns", "ds", clock=clock, **kwargs)
