@@ -65,6 +65,8 @@ class ActionModule(ActionBase):
             changed=any(each.get("changed") for each in steps),
             elapsed=round(sum(each.get("elapsed") or 0 for each in steps), 3),
         )
+        if "diff" in steps[0]:  # only the first step changes the template
+            step["diff"] = steps[0]["diff"]
         params = step.get("invocation", {}).get("module_args", {})
         params.update(return_after_batch=bool(args.get("return_after_batch")), max_batches=limit)
         return step

@@ -218,3 +218,24 @@ def test_gate_url_must_answer_2xx(kubectl, namespace, make_fleet, run_module, he
     done = run_module("ds_batch_rollout", url_args)
     assert done["outcome"] == "complete", done.get("msg")
     assert [len(batch["nodes"]) for batch in done["batches"]] == [1, 1, 1]  # targets 1, 1 (10% of 3: nothing), 2, 3
+
+
+def test_full_template_with_a_canary_pool_is_idempotent(kubectl, namespace, make_fleet, run_module, seed_daemonset):
+    nodes = make_fleet(4)
+    kubectl("label", "node", nodes[2], "pool=canary")  # the test's own node
+    template = seed_daemonset(namespace, version=2, tolerate_test_nodes=True)["spec"]["template"]
+    template["spec"]["nodeSelector"] = {"kubeops.test/batch": namespace}
+    template_args = args(namespace, template=template, batches=[{"selector": {"pool": "canary"}}, "50%"])
+
+    done = run_module("ds_batch_rollout", template_args, diff=True)
+    assert done["outcome"] == "complete", done.get("msg")
+    assert [batch["nodes"] for batch in done["batches"]] == [[nodes[2]], [nodes[0]], [nodes[1], nodes[3]]]
+    assert done["batches"][2]["spec"] == "100%, added"
+    assert "memory: 200Mi" in done["diff"]["after"]
+    live = daemonset(kubectl, namespace)
+    assert live["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"] == "100m"
+
+    # the server defaults the given template; compared semantically, it is what runs: nothing to do
+    again = run_module("ds_batch_rollout", template_args)
+    assert again["changed"] is False, again
+    assert daemonset(kubectl, namespace)["metadata"]["resourceVersion"] == live["metadata"]["resourceVersion"]
