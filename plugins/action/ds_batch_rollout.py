@@ -7,8 +7,8 @@
 A module cannot print while it runs, so this action runs it batch by batch (``return_after_batch``). The rollout
 keeps its state on the DaemonSet, so each step continues where the previous one stopped. The first step's plan
 lines and every step's progress lines are printed as the step returns (to standard error, so the ``json``
-callback's output stays intact), and one result is returned as if the module had run once: the first step's
-plan, every batch, every touched node.
+callback's output stays intact; with several hosts each line starts with the host name), and one result is
+returned as if the module had run once: the first step's plan and diff, every batch, every touched node.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import typing as t
 from ansible.module_utils.common.validation import check_type_int
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
+from ansible_collections.kubeops.daemonset.plugins.plugin_utils._progress import host_prefix
 
 display = Display()
 
@@ -36,8 +37,9 @@ class ActionModule(ActionBase):
 
     def _step(self, args: dict[str, t.Any], task_vars: dict[str, t.Any] | None, first: bool) -> dict[str, t.Any]:
         step = self._execute_module(module_name=self._task.resolved_action, module_args=args, task_vars=task_vars)
+        prefix = host_prefix(task_vars)
         for line in ((step.get("plan_lines") or []) if first else []) + (step.get("log") or []):
-            display.display(line, stderr=True)
+            display.display(f"{prefix}{line}", stderr=True)
         return step
 
     def _steps(self, args: dict[str, t.Any], limit: int | None, task_vars: dict[str, t.Any] | None) -> dict[str, t.Any]:
