@@ -151,6 +151,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nodes", type=int, default=20, help="workers of the bench cluster (ignored with KUBECONFIG)")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--max-unavailable", default="1", help="the rolling update's maxUnavailable (e.g. 10%%)")
     args = parser.parse_args()
 
     subprocess.run(["make", "-s", "collection"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
@@ -164,9 +165,13 @@ def main() -> None:
     try:
         subprocess.run([str(ROOT / ".cache/bin/kubectl"), f"--kubeconfig={kubeconfig}", "create", "ns", NAMESPACE],
                        check=True, capture_output=True)  # fmt: skip
+        max_unavailable = int(args.max_unavailable) if args.max_unavailable.isdigit() else args.max_unavailable
         manifest = bench_cluster.daemonset_manifest()
         manifest["metadata"]["namespace"] = NAMESPACE
-        manifest["spec"]["updateStrategy"] = {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}}
+        manifest["spec"]["updateStrategy"] = {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxUnavailable": max_unavailable},
+        }
         kubectl(kubeconfig, "apply", "-f", "-", stdin=json.dumps(manifest))
         kubectl(kubeconfig, "rollout", "status", f"ds/{NAME}", "--timeout=600s")
         lags: dict[str, list[float]] = {}
@@ -191,7 +196,7 @@ def main() -> None:
     nodes = args.nodes if own_cluster else "KUBECONFIG's"
     print(f"\n### Modules against their peers ({time.strftime('%Y-%m-%d')}, {nodes} nodes)\n")
     print(f"Machine: {bench_cluster.machine()}. Command: `.venv/bin/python tests/benchmarks/bench_modules.py "
-          f"--nodes {args.nodes} --rounds {args.rounds}`\n")  # fmt: skip
+          f"--nodes {args.nodes} --rounds {args.rounds} --max-unavailable {args.max_unavailable}`\n")  # fmt: skip
     print("| waiter | return after completion, s (each round) | median |\n| --- | --- | --- |")
     for name, values in lags.items():
         print(f"| {name} | {', '.join(f'{v:+.2f}' for v in values)} | {statistics.median(values):+.2f} |")
