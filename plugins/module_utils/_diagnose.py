@@ -1141,4 +1141,4 @@ def last_available_revision(daemonset: Obj, revisions: t.Iterable[Obj], pods: t.
         if all(pod_is_ready(p) for p in on_rev):
             candidates.append((rev, bool(on_rev)))
     with_pods = [rev for rev, has_pods in candidates if has_pods]
-    return (with_pods or [rev for rev, _ in candidates] or [None])[0]
+    return (with_pods or [candidate[0] for candidate in candidates] or [None])[0]

@@ -67,7 +67,9 @@ PEER_PLAYBOOK = """
 
 
 def kubectl(kubeconfig: str, *args: str, stdin: str | None = None, check: bool = True) -> str:
-    proc = subprocess.run([KUBECTL, f"--kubeconfig={kubeconfig}", *args], capture_output=True, text=True, input=stdin)
+    proc = subprocess.run(
+        [KUBECTL, f"--kubeconfig={kubeconfig}", *args], capture_output=True, text=True, input=stdin, check=False
+    )
     if check and proc.returncode:
         sys.exit(f"kubectl {' '.join(args)} failed: {proc.stderr}")
     return proc.stdout
@@ -133,7 +135,7 @@ def teardown(kubeconfig: str, nodes: list[str]) -> None:
 
 def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, str]:
     began = time.monotonic()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     elapsed = time.monotonic() - began
     if proc.returncode:
         sys.exit(f"{' '.join(cmd[:3])} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")

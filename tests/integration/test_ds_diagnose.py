@@ -252,7 +252,7 @@ def test_evict_blockers_frees_room(diagnose, namespace, hogged_node, kubectl):
 
 
 def test_pod_disruption_budget_refuses_the_eviction(diagnose, namespace, hogged_node, kubectl):
-    _, hog = hogged_node
+    hog = hogged_node[1]
     kubectl("create", "poddisruptionbudget", "hog", "--selector=app=hog", "--min-available=1", namespace=namespace)
     diagnose.until("resource_exhaustion")
     result = diagnose(remediate="evict_blockers")

@@ -40,13 +40,13 @@ def numbers(revisions: list[dict]) -> list[int]:
 
 
 def test_owned_revisions_sorted_by_revision():
-    ds, revisions, _ = load("03-bad-image-mid-rollout")
+    ds, revisions, _pods = load("03-bad-image-mid-rollout")
     assert numbers(h.owned_revisions(ds, reversed(revisions))) == [2, 3, 4]
 
 
 def test_overlapping_selector_twin_is_filtered_by_owner_uid():
     ds, revisions, pods = load("04-twin-overlapping-selector")
-    twin, _, _ = load("04-twin-overlapping-selector", "fluentd-twin")
+    twin = load("04-twin-overlapping-selector", "fluentd-twin")[0]
     # the twin's revision carries the same selector label: only the ownerReference tells them apart
     assert len(revisions) == 4
     assert all(h.selector_matches(ds["spec"]["selector"], r["metadata"]["labels"]) for r in revisions)
@@ -57,7 +57,7 @@ def test_overlapping_selector_twin_is_filtered_by_owner_uid():
 
 
 def test_selector_must_match_too():
-    ds, revisions, _ = load("01-updated-v2")
+    ds, revisions, _pods = load("01-updated-v2")
     ds = copy.deepcopy(ds)
     ds["spec"]["selector"] = {"matchLabels": {"name": "other"}}
     assert h.owned_revisions(ds, revisions) == []
@@ -86,7 +86,7 @@ def test_selector_matches(selector, labels, expected):
 
 
 def test_revision_template_drops_patch_directive():
-    ds, revisions, _ = load("01-updated-v2")
+    ds, revisions, _pods = load("01-updated-v2")
     first = h.find_revision(h.owned_revisions(ds, revisions), 1)
     template = h.revision_template(first)
     assert "$patch" not in template
@@ -96,7 +96,7 @@ def test_revision_template_drops_patch_directive():
 
 def test_live_template_equals_its_revision_after_server_defaulting():
     for stage in ("01-updated-v2", "02-undone-to-1", "03-bad-image-mid-rollout"):
-        ds, revisions, _ = load(stage)
+        ds, revisions, _pods = load(stage)
         owned = h.owned_revisions(ds, revisions)
         assert h.current_revision(ds, owned) is owned[-1], stage
         assert h.templates_equal(ds["spec"]["template"], h.revision_template(owned[-1]))
@@ -104,7 +104,7 @@ def test_live_template_equals_its_revision_after_server_defaulting():
 
 
 def test_templates_equal_is_semantic():
-    ds, _, _ = load("01-updated-v2")
+    ds = load("01-updated-v2")[0]
     live = ds["spec"]["template"]
     reordered = dict(reversed(list(copy.deepcopy(live).items())))
     reordered["metadata"]["creationTimestamp"] = None
@@ -116,7 +116,7 @@ def test_templates_equal_is_semantic():
 
 
 def test_current_revision_none_before_the_controller_records_it():
-    ds, revisions, _ = load("01-updated-v2")
+    ds, revisions, _pods = load("01-updated-v2")
     ds = copy.deepcopy(ds)
     ds["spec"]["template"]["spec"]["containers"][0]["image"] = "new"
     assert h.current_revision(ds, h.owned_revisions(ds, revisions)) is None
@@ -148,7 +148,7 @@ def test_revision_hash_falls_back_to_name_suffix():
 
 
 def test_history_table_is_kubectl_format():
-    ds, revisions, _ = load("02-undone-to-1")
+    ds, revisions, _pods = load("02-undone-to-1")
     assert h.history_table(h.summarize(ds, revisions)) == (
         "REVISION  CHANGE-CAUSE\n"
         "2         update to v2.6.0 with resources\n"
@@ -163,7 +163,7 @@ def test_history_table_is_kubectl_format():
 
 
 def owned(stage: str) -> list[dict]:
-    ds, revisions, _ = load(stage)
+    ds, revisions, _pods = load(stage)
     return h.owned_revisions(ds, revisions)
 
 
@@ -266,7 +266,7 @@ def test_predicted_new_revision():
 
 
 def test_plan_undo_rolls_forward():
-    ds, revisions, _ = load("01-updated-v2")
+    ds, revisions, _pods = load("01-updated-v2")
     plan = h.plan_undo(ds, revisions, 1)
     assert plan["changed"] is True
     assert (plan["rolled_back_from"], plan["to_revision"], plan["predicted_revision"]) == (2, 1, 3)
@@ -278,8 +278,8 @@ def test_plan_undo_rolls_forward():
 
 def test_plan_matches_what_the_controller_did():
     """Fixture 02 is fixture 01 after the real undo to 1: same template, revision 1 became 3."""
-    ds1, revisions1, _ = load("01-updated-v2")
-    ds2, revisions2, _ = load("02-undone-to-1")
+    ds1, revisions1, _pods = load("01-updated-v2")
+    ds2, revisions2, _pods = load("02-undone-to-1")
     plan = h.plan_undo(ds1, revisions1, 1)
     assert h.templates_equal(plan["after"], ds2["spec"]["template"])
     reused = h.find_revision(h.owned_revisions(ds2, revisions2), plan["predicted_revision"])
@@ -287,7 +287,7 @@ def test_plan_matches_what_the_controller_did():
 
 
 def test_plan_undo_skips_when_template_already_matches():
-    ds, revisions, _ = load("02-undone-to-1")
+    ds, revisions, _pods = load("02-undone-to-1")
     plan = h.plan_undo(ds, revisions, 3)
     assert plan["changed"] is False
     assert plan["predicted_revision"] == 3
@@ -295,6 +295,6 @@ def test_plan_undo_skips_when_template_already_matches():
 
 
 def test_plan_undo_errors():
-    ds, revisions, _ = load("02-undone-to-1")
+    ds, revisions, _pods = load("02-undone-to-1")
     with pytest.raises(h.HistoryError, match="revision 1 in history; available revisions: 2, 3"):
         h.plan_undo(ds, revisions, 1)
