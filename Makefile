@@ -52,7 +52,7 @@ $(BIN)/kwok: tests/cluster/kwok/go.mod tests/cluster/kwok/go.sum
 collection: venv
 	rm -rf "$(ROOT)/build/dist" "$(COLLECTION_DIR).new" "$(COLLECTION_DIR).old"
 	ansible-galaxy collection build --force --output-path "$(ROOT)/build/dist" . >/dev/null
-	ansible-galaxy collection install --force --no-deps -p "$(ROOT)/build/install" "$(ROOT)"/build/dist/kubeops-daemonset-*.tar.gz >/dev/null
+	ANSIBLE_COLLECTIONS_PATH="$(ROOT)/build/install" ansible-galaxy collection install --force --no-deps -p "$(ROOT)/build/install" "$(ROOT)"/build/dist/kubeops-daemonset-*.tar.gz >/dev/null
 	mkdir -p "$(dir $(COLLECTION_DIR))"
 	mv "$(ROOT)/build/install/ansible_collections/kubeops/daemonset" "$(COLLECTION_DIR).new"
 	rm -rf "$(ROOT)/build/install"
