@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 WORKERS = {"kwok-worker-1", "kwok-worker-2", "kwok-worker-3"}
 
@@ -128,3 +132,27 @@ def test_not_ready_node(kubectl, test_node):
     assert eventually(lambda: ready_status() == "False", timeout=30)
     kubectl("label", "node", name, "kubeops.test/not-ready-")
     assert eventually(lambda: ready_status() == "True", timeout=30)
+
+
+def test_cluster_up_is_idempotent_and_down_leaves_nothing(tmp_path):
+    """A second, one-node cluster beside the one under test: up twice changes nothing; down stops everything."""
+    env = dict(os.environ, KUBEOPS_CLUSTER_DIR=str(tmp_path / "cluster"))
+    launcher = [sys.executable, str(Path(__file__).parents[1] / "cluster" / "localcluster.py")]
+    try:
+        subprocess.run([*launcher, "up", "--nodes", "1"], env=env, check=True, capture_output=True, text=True)
+        pids = {path.name: path.read_text() for path in (tmp_path / "cluster" / "pids").iterdir()}
+        again = subprocess.run([*launcher, "up", "--nodes", "1"], env=env, check=True, capture_output=True, text=True)
+        assert "already up" in again.stdout
+        assert {path.name: path.read_text() for path in (tmp_path / "cluster" / "pids").iterdir()} == pids
+    finally:
+        subprocess.run([*launcher, "down"], env=env, check=True, capture_output=True)
+    assert not (tmp_path / "cluster").exists()
+    assert not [pid for pid in pids.values() if running(pid)]
+
+
+def running(pid: str) -> bool:
+    """Alive and not a zombie (an exited component waits for PID 1 to reap it, which is not ours to hurry)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
