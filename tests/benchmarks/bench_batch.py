@@ -30,19 +30,15 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-KUBECTL = str(ROOT / ".cache/bin/kubectl")
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import JSON_OUTPUT, ROOT, ansible_env, ansible_module, kubectl, kubectl_cmd, task_result
+
 NAMESPACE = "bench-batch"
 NAME = "fluentd-elasticsearch"
 IMAGES = ("quay.io/fluentd_elasticsearch/fluentd:v2.6.0", "quay.io/fluentd_elasticsearch/fluentd:v2.7.0")
 BATCHES = [1, "10%", "50%", "100%"]
 TAINT = "kubeops.test/dedicated"
 LABEL = "kubeops.bench/batch"
-
-
-def kubectl(kubeconfig: str, *args: str, stdin: str | None = None) -> str:
-    cmd = [KUBECTL, f"--kubeconfig={kubeconfig}", *args]
-    return subprocess.run(cmd, check=True, capture_output=True, text=True, input=stdin).stdout
 
 
 def add_nodes(kubeconfig: str, count: int) -> list[str]:
@@ -87,25 +83,14 @@ def rolling_update(kubeconfig: str, image: str, max_unavailable: int) -> float:
 
 def batch_rollout(kubeconfig: str, image: str, gate: int) -> tuple[float, float]:
     """(task wall time, module elapsed) of one ds_batch_rollout task."""
-    env = dict(
-        os.environ,
-        KUBECONFIG=kubeconfig,
-        K8S_AUTH_KUBECONFIG=kubeconfig,
-        ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".cache/collections"),
-        ANSIBLE_PYTHON_INTERPRETER=sys.executable,
-        ANSIBLE_LOCALHOST_WARNING="false",
-        ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
-        ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
-        ANSIBLE_STDOUT_CALLBACK="json",
-    )
+    env = ansible_env(kubeconfig, **JSON_OUTPUT)
     args = {"name": NAME, "namespace": NAMESPACE, "images": {NAME: image}, "batches": BATCHES}
     args.update(min_available_seconds=gate, batch_timeout=600)
-    cmd = [str(Path(sys.executable).parent / "ansible"), "localhost", "-c", "local", "-i", "localhost,",
-           "-m", "kubeops.daemonset.ds_batch_rollout", "-a", json.dumps(args)]  # fmt: skip
+    cmd = ansible_module("kubeops.daemonset.ds_batch_rollout", args)
     began = time.monotonic()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     wall = time.monotonic() - began
-    result = json.loads(proc.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    result = task_result(proc.stdout)
     if result.get("failed") or result.get("outcome") != "complete":
         sys.exit(f"ds_batch_rollout did not complete: {result.get('msg')}")
     return wall, result["elapsed"]
@@ -145,11 +130,11 @@ def main() -> None:
                 key = f"RollingUpdate maxUnavailable={max_unavailable}"
                 rows.setdefault(key, []).append(rolling_update(kubeconfig, IMAGES[flip % 2], max_unavailable))
     finally:
-        subprocess.run([KUBECTL, f"--kubeconfig={kubeconfig}", "delete", "ns", NAMESPACE, "--wait=false"],
-                       check=False, capture_output=True)  # fmt: skip
+        subprocess.run(kubectl_cmd(kubeconfig, "delete", "ns", NAMESPACE, "--wait=false"), check=False,
+                       capture_output=True)  # fmt: skip
         if nodes:
-            subprocess.run([KUBECTL, f"--kubeconfig={kubeconfig}", "delete", "node", "--wait=false", *nodes],
-                           check=False, capture_output=True)  # fmt: skip
+            subprocess.run(kubectl_cmd(kubeconfig, "delete", "node", "--wait=false", *nodes), check=False,
+                           capture_output=True)  # fmt: skip
 
     print(f"\n### Batched rollout against RollingUpdate ({time.strftime('%Y-%m-%d')}, {args.nodes} KWOK nodes)\n")
     print(f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, shared. Command: "

@@ -32,8 +32,9 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-KUBECTL = str(ROOT / ".cache/bin/kubectl")
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import JSON_OUTPUT, ROOT, ansible_env, ansible_module, kubectl_cmd, task_result
+
 NAMESPACE = "bench-diagnose"
 NAME = "fluentd-elasticsearch"
 TAINT = "kubeops.test/dedicated"
@@ -67,26 +68,11 @@ PEER_PLAYBOOK = """
 
 
 def kubectl(kubeconfig: str, *args: str, stdin: str | None = None, check: bool = True) -> str:
-    proc = subprocess.run(
-        [KUBECTL, f"--kubeconfig={kubeconfig}", *args], capture_output=True, text=True, input=stdin, check=False
-    )
+    """kubectl's standard output; a failure ends the benchmark with kubectl's error unless CHECK is false."""
+    proc = subprocess.run(kubectl_cmd(kubeconfig, *args), capture_output=True, text=True, input=stdin, check=False)
     if check and proc.returncode:
         sys.exit(f"kubectl {' '.join(args)} failed: {proc.stderr}")
     return proc.stdout
-
-
-def ansible_env(kubeconfig: str) -> dict[str, str]:
-    return dict(
-        os.environ,
-        KUBECONFIG=kubeconfig,
-        K8S_AUTH_KUBECONFIG=kubeconfig,
-        ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".cache/collections"),
-        ANSIBLE_HOME=str(ROOT / ".cache/ansible"),
-        ANSIBLE_PYTHON_INTERPRETER=sys.executable,
-        ANSIBLE_LOCALHOST_WARNING="false",
-        ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
-        ANSIBLE_DEPRECATION_WARNINGS="false",
-    )
 
 
 def setup(kubeconfig: str, blocked: int) -> list[str]:
@@ -143,10 +129,9 @@ def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, str
 
 
 def run_ds_diagnose(env: dict[str, str]) -> tuple[float, dict]:
-    cmd = [str(Path(sys.executable).parent / "ansible"), "localhost", "-c", "local", "-i", "localhost,",
-           "-m", "kubeops.daemonset.ds_diagnose", "-a", json.dumps({"name": NAME, "namespace": NAMESPACE})]  # fmt: skip
-    elapsed, out = timed(cmd, dict(env, ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="json"))
-    return elapsed, json.loads(out)["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    cmd = ansible_module("kubeops.daemonset.ds_diagnose", {"name": NAME, "namespace": NAMESPACE})
+    elapsed, out = timed(cmd, dict(env, **JSON_OUTPUT))
+    return elapsed, task_result(out)
 
 
 def run_k8s_info(env: dict[str, str], playbook: str) -> tuple[float, set[str]]:
@@ -175,7 +160,7 @@ def main() -> None:
     kubeconfig = os.environ.get("KUBECONFIG") or str(ROOT / ".cluster/kubeconfig")
     if not args.no_build:
         subprocess.run(["make", "-s", "collection"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-    env = ansible_env(kubeconfig)
+    env = ansible_env(kubeconfig, ANSIBLE_HOME=str(ROOT / ".cache/ansible"), ANSIBLE_DEPRECATION_WARNINGS="false")
     node_count = len(kubectl(kubeconfig, "get", "nodes", "--no-headers").splitlines()) + args.blocked
     blocked: list[str] = []
     playbook = Path(tempfile.mkstemp(suffix=".yml")[1])

@@ -25,48 +25,23 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).parent))
+import _common
+from _common import ROOT, ansible_env, ansible_module, kubectl_cmd
+
 os.environ.setdefault("KUBEOPS_CLUSTER_DIR", str(ROOT / ".cache" / "bench-cluster"))
 sys.path.insert(0, str(ROOT / "tests" / "cluster"))
-sys.path.insert(0, str(Path(__file__).parent))
-import bench_cluster  # noqa: E402
-import localcluster  # noqa: E402
+import bench_cluster
+import localcluster
 
 NAMESPACE = "bench-modules"
 NAME = "fluentd-elasticsearch"
 IMAGES = ("quay.io/fluentd_elasticsearch/fluentd:v2.6.0", "quay.io/fluentd_elasticsearch/fluentd:v2.7.0")
 
 
-def ansible_env(kubeconfig: str) -> dict[str, str]:
-    return dict(
-        os.environ,
-        KUBECONFIG=kubeconfig,
-        K8S_AUTH_KUBECONFIG=kubeconfig,
-        ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".cache/collections"),
-        ANSIBLE_PYTHON_INTERPRETER=sys.executable,
-        ANSIBLE_LOCALHOST_WARNING="false",
-        ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
-    )
-
-
-def ansible_module(module: str, args: dict) -> list[str]:
-    return [
-        str(Path(sys.executable).parent / "ansible"),
-        "localhost",
-        "-c",
-        "local",
-        "-i",
-        "localhost,",
-        "-m",
-        module,
-        "-a",
-        json.dumps(args),
-    ]
-
-
 def kubectl(kubeconfig: str, *args: str, stdin: str | None = None) -> str:
-    cmd = [str(ROOT / ".cache/bin/kubectl"), f"--kubeconfig={kubeconfig}", "-n", NAMESPACE, *args]
-    return subprocess.run(cmd, check=True, capture_output=True, text=True, input=stdin).stdout
+    """kubectl in the benchmark's namespace."""
+    return _common.kubectl(kubeconfig, "-n", NAMESPACE, *args, stdin=stdin)
 
 
 def rollout_done(ds: dict) -> bool:
@@ -83,8 +58,7 @@ def rollout_done(ds: dict) -> bool:
 def observe_completion(kubeconfig: str, after_generation: int, result: dict) -> None:
     """Watch the DaemonSet and record when its status first meets the rule for the new generation."""
     proc = subprocess.Popen(
-        [str(ROOT / ".cache/bin/kubectl"), f"--kubeconfig={kubeconfig}", "-n", NAMESPACE, "get", "ds", NAME,
-         "--watch", "--output-watch-events", "-o", "json"],
+        kubectl_cmd(kubeconfig, "-n", NAMESPACE, "get", "ds", NAME, "--watch", "--output-watch-events", "-o", "json"),
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     decoder, buffer = json.JSONDecoder(), ""
@@ -110,8 +84,8 @@ def race_waiters(kubeconfig: str, image: str, env: dict[str, str]) -> dict[str, 
         "kubeops.daemonset.ds_rollout_wait": ansible_module(
             "kubeops.daemonset.ds_rollout_wait", {"name": NAME, "namespace": NAMESPACE, "timeout": 600}
         ),
-        "kubectl rollout status": [str(ROOT / ".cache/bin/kubectl"), f"--kubeconfig={kubeconfig}", "-n", NAMESPACE,
-                                   "rollout", "status", f"ds/{NAME}", "--timeout=600s"],
+        "kubectl rollout status": kubectl_cmd(kubeconfig, "-n", NAMESPACE, "rollout", "status", f"ds/{NAME}",
+                                              "--timeout=600s"),
         "kubernetes.core.k8s_info wait": ansible_module(
             "kubernetes.core.k8s_info",
             {"kind": "DaemonSet", "name": NAME, "namespace": NAMESPACE, "wait": True, "wait_timeout": 600},
@@ -163,8 +137,7 @@ def main() -> None:
         kubeconfig = str(localcluster.KUBECONFIG)
     env = ansible_env(kubeconfig)
     try:
-        subprocess.run([str(ROOT / ".cache/bin/kubectl"), f"--kubeconfig={kubeconfig}", "create", "ns", NAMESPACE],
-                       check=True, capture_output=True)  # fmt: skip
+        _common.kubectl(kubeconfig, "create", "ns", NAMESPACE)
         max_unavailable = int(args.max_unavailable) if args.max_unavailable.isdigit() else args.max_unavailable
         manifest = bench_cluster.daemonset_manifest()
         manifest["metadata"]["namespace"] = NAMESPACE
