@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import json
 import typing as t
+from collections.abc import Callable
 
 from ansible_collections.kubernetes.core.plugins.module_utils.args_common import AUTH_ARG_SPEC
 from ansible_collections.kubernetes.core.plugins.module_utils.k8s.client import get_api_client
@@ -31,6 +32,12 @@ except ImportError:  # AnsibleK8SModule reports the missing library with missing
     ApiException = Urllib3Error = type("Missing", (Exception,), {})
 
 Obj = dict[str, t.Any]
+
+# The options naming the DaemonSet, which every module has (documented by the kubeops.daemonset.daemonset fragment).
+DAEMONSET_ARG_SPEC: Obj = {
+    "name": {"type": "str", "required": True},
+    "namespace": {"type": "str", "default": "default"},
+}
 
 # RBAC each module needs, as Role rules (namespaced: a Role in the DaemonSet's namespace is enough).
 # "optional" rules add detail (revision, blockers); without them the module still works and says so.
@@ -340,3 +347,30 @@ def api_from_module(module: AnsibleK8SModule, module_name: str) -> Api:
         # urllib3's MaxRetryError carries the useful part (refused, TLS, DNS) in .reason
         raise K8sError(f"cannot connect to the Kubernetes API: {getattr(exc, 'reason', None) or exc}") from exc
     return Api(client.client, module_name, getattr(client.configuration, "host", ""))
+
+
+def _message(exc: Exception, module: AnsibleK8SModule) -> Obj:
+    """K8sError messages name the object already; other errors (the pure helpers') get the DaemonSet in front."""
+    if isinstance(exc, K8sError):
+        return {"msg": str(exc)}
+    return {"msg": f"DaemonSet {module.params['namespace']}/{module.params['name']}: {exc}"}
+
+
+def run_module(
+    module: AnsibleK8SModule,
+    module_name: str,
+    body: Callable[[AnsibleK8SModule, Api], Obj],
+    errors: tuple[type[Exception], ...] = (),
+    failure: Callable[[Exception], Obj] | None = None,
+) -> None:
+    """Connect, run BODY and exit with its result; a result with ``failed: true`` fails the task with it.
+
+    K8sError and ERRORS fail the task with ``failure(exc)``, by default the error's message (see _message).
+    """
+    try:
+        result = body(module, api_from_module(module, module_name))
+    except (K8sError, *errors) as exc:
+        module.fail_json(**(failure(exc) if failure else _message(exc, module)))
+    if result.pop("failed", False):
+        module.fail_json(**result)
+    module.exit_json(**result)

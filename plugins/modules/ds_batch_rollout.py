@@ -36,14 +36,6 @@ description:
   - "RBAC: C(get), C(list), C(watch) and C(patch) on C(apps/daemonsets), C(list) on C(apps/controllerrevisions)
     and C(list), C(delete) on C(pods) in O(namespace); C(list) on C(nodes) (cluster-scoped: a ClusterRole)."
 options:
-  name:
-    description: Name of the DaemonSet.
-    type: str
-    required: true
-  namespace:
-    description: Namespace of the DaemonSet.
-    type: str
-    default: default
   template:
     description:
       - The new pod template (C(metadata) and C(spec)), replacing the live one.
@@ -128,6 +120,7 @@ options:
     default: false
 extends_documentation_fragment:
   - kubernetes.core.k8s_auth_options
+  - kubeops.daemonset.daemonset
   - kubeops.daemonset.attributes
   - kubeops.daemonset.attributes.actiongroup
 attributes:
@@ -330,17 +323,17 @@ import typing as t
 from ansible.module_utils.urls import open_url
 from ansible_collections.kubeops.daemonset.plugins.module_utils import _batch, _history
 from ansible_collections.kubeops.daemonset.plugins.module_utils._client import (
+    DAEMONSET_ARG_SPEC,
     Api,
     K8sError,
-    api_from_module,
     build_module,
+    run_module,
     selector_string,
 )
 from ansible_collections.kubeops.daemonset.plugins.module_utils._watch import watch_until
 
 ARGUMENT_SPEC = {
-    "name": {"type": "str", "required": True},
-    "namespace": {"type": "str", "default": "default"},
+    **DAEMONSET_ARG_SPEC,
     "template": {"type": "dict"},
     "images": {"type": "dict"},
     "change_cause": {"type": "str"},
@@ -602,6 +595,16 @@ class BatchRollout:
 
     # --- the end -------------------------------------------------------------------------------
 
+    def outcome(self) -> Obj:
+        """The run's result with its elapsed time; ``failed`` when a gate failed (rolled back or left as it was)."""
+        result = self.run()
+        result["elapsed"] = round(time.monotonic() - self.start, 3)
+        return dict(result, failed=result["outcome"] in ("rolled_back", "failed"))
+
+    def progress(self) -> Obj:
+        """How far the run got, for the report of an error that ended it."""
+        return {"plan_lines": self.plan_lines, "log": self.log, "touched_nodes": self.touched, "changed": self.changed}
+
     def finish(self, state: Obj) -> None:
         """Restore the original strategy and drop the state (one write, conditioned on what was read)."""
         daemonset = self.api.require_daemonset(self.namespace, self.name)
@@ -706,20 +709,17 @@ def main() -> None:
             module.fail_json(msg=f"{option} must be >= 0")
     if module.params["max_batches"] is not None and module.params["max_batches"] < 1:
         module.fail_json(msg="max_batches must be at least 1")
-    rollout = None
-    try:
-        rollout = BatchRollout(module, api_from_module(module, "ds_batch_rollout"))
-        result = rollout.run()
-    except (K8sError, _batch.BatchError) as exc:
-        extra = {}
-        if rollout is not None:
-            extra = {"plan_lines": rollout.plan_lines, "log": rollout.log, "touched_nodes": rollout.touched}
-            extra["changed"] = rollout.changed
-        module.fail_json(msg=f"daemon set {module.params['namespace']}/{module.params['name']}: {exc}", **extra)
-    result["elapsed"] = round(time.monotonic() - rollout.start, 3)
-    if result["outcome"] in ("rolled_back", "failed"):
-        module.fail_json(**result)
-    module.exit_json(**result)
+    rollouts: list[BatchRollout] = []  # the run once connected: a failure reports how far it got
+
+    def run(module, api: Api) -> Obj:
+        rollouts.append(BatchRollout(module, api))
+        return rollouts[0].outcome()
+
+    def failure(exc: Exception) -> Obj:
+        progress = rollouts[0].progress() if rollouts else {}
+        return {"msg": f"daemon set {module.params['namespace']}/{module.params['name']}: {exc}", **progress}
+
+    run_module(module, "ds_batch_rollout", run, errors=(_batch.BatchError,), failure=failure)
 
 
 if __name__ == "__main__":

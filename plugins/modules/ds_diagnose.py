@@ -45,14 +45,6 @@ description:
     (without them the causes that need them are not checked and the module warns); C(create) on C(pods/eviction)
     for V(evict_blockers); C(patch) on C(apps/daemonsets) for V(rollback) and V(fixed_template)."
 options:
-  name:
-    description: Name of the DaemonSet.
-    type: str
-    required: true
-  namespace:
-    description: Namespace of the DaemonSet.
-    type: str
-    default: default
   clock_skew_tolerance:
     description:
       - Seconds a node's clock may differ from the API server's before it is reported (C(clock_skew)).
@@ -85,6 +77,7 @@ options:
     type: dict
 extends_documentation_fragment:
   - kubernetes.core.k8s_auth_options
+  - kubeops.daemonset.daemonset
   - kubeops.daemonset.attributes
   - kubeops.daemonset.attributes.ACTIONGROUP
 attributes:
@@ -249,15 +242,15 @@ from datetime import datetime, timezone
 
 from ansible_collections.kubeops.daemonset.plugins.module_utils import _diagnose, _history
 from ansible_collections.kubeops.daemonset.plugins.module_utils._client import (
+    DAEMONSET_ARG_SPEC,
     K8sError,
-    api_from_module,
     build_module,
+    run_module,
     selector_string,
 )
 
 ARGUMENT_SPEC = {
-    "name": {"type": "str", "required": True},
-    "namespace": {"type": "str", "default": "default"},
+    **DAEMONSET_ARG_SPEC,
     "clock_skew_tolerance": {"type": "float", "default": 5.0},
     "remediate": {
         "type": "str",
@@ -452,13 +445,7 @@ def main() -> None:
         mutually_exclusive=[("images", "template")],
         required_if=[("remediate", "fixed_template", ("images", "template"), True)],
     )
-    try:
-        api = api_from_module(module, "ds_diagnose")
-        module.exit_json(**run(module, api))
-    except K8sError as exc:
-        module.fail_json(msg=str(exc))
-    except _history.HistoryError as exc:
-        module.fail_json(msg=f"DaemonSet {module.params['namespace']}/{module.params['name']}: {exc}")
+    run_module(module, "ds_diagnose", run, errors=(_history.HistoryError,))
 
 
 if __name__ == "__main__":

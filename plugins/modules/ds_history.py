@@ -24,14 +24,6 @@ description:
   - "RBAC: C(get) on C(apps/daemonsets) and C(list) on C(apps/controllerrevisions) are required; C(list) on
     C(pods) is optional (without it the pod counts are null and the module warns)."
 options:
-  name:
-    description: Name of the DaemonSet.
-    type: str
-    required: true
-  namespace:
-    description: Namespace of the DaemonSet.
-    type: str
-    default: default
   revision:
     description:
       - Also return the pod template stored in this revision as RV(template).
@@ -45,6 +37,7 @@ options:
     elements: int
 extends_documentation_fragment:
   - kubernetes.core.k8s_auth_options
+  - kubeops.daemonset.daemonset
   - kubeops.daemonset.attributes
   - kubeops.daemonset.attributes.actiongroup
 attributes:
@@ -186,15 +179,15 @@ import typing as t
 
 from ansible_collections.kubeops.daemonset.plugins.module_utils import _history
 from ansible_collections.kubeops.daemonset.plugins.module_utils._client import (
+    DAEMONSET_ARG_SPEC,
     K8sError,
-    api_from_module,
     build_module,
+    run_module,
     selector_string,
 )
 
 ARGUMENT_SPEC = {
-    "name": {"type": "str", "required": True},
-    "namespace": {"type": "str", "default": "default"},
+    **DAEMONSET_ARG_SPEC,
     "revision": {"type": "int"},
     "compare": {"type": "list", "elements": "int"},
 }
@@ -243,13 +236,7 @@ def main() -> None:
     module = build_module(ARGUMENT_SPEC)
     if module.params["compare"] is not None and len(module.params["compare"]) != 2:
         module.fail_json(msg=f"compare needs exactly two revision numbers, got {module.params['compare']}")
-    try:
-        api = api_from_module(module, "ds_history")
-        module.exit_json(**run(module, api))
-    except K8sError as exc:
-        module.fail_json(msg=str(exc))
-    except _history.HistoryError as exc:
-        module.fail_json(msg=f"DaemonSet {module.params['namespace']}/{module.params['name']}: {exc}")
+    run_module(module, "ds_history", run, errors=(_history.HistoryError,))
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ author:
   - kubeops.daemonset contributors (@kubeops)
 extends_documentation_fragment:
   - kubernetes.core.k8s_auth_options
+  - kubeops.daemonset.daemonset
   - kubeops.daemonset.attributes
   - kubeops.daemonset.attributes.actiongroup
 attributes:
@@ -46,14 +47,6 @@ attributes:
     support: full
     details: The module never changes anything.
 options:
-  name:
-    description: Name of the DaemonSet.
-    type: str
-    required: true
-  namespace:
-    description: Namespace of the DaemonSet.
-    type: str
-    default: default
   timeout:
     description:
       - Seconds to wait for the rollout to complete; the task fails when they run out
@@ -302,12 +295,19 @@ blockers:
         last_seen: "2026-01-05T10:01:00Z"
 """
 
-from ansible_collections.kubeops.daemonset.plugins.module_utils._client import K8sError, api_from_module, build_module
+import typing as t
+
+from ansible_collections.kubeops.daemonset.plugins.module_utils._client import (
+    DAEMONSET_ARG_SPEC,
+    Api,
+    K8sError,
+    build_module,
+    run_module,
+)
 from ansible_collections.kubeops.daemonset.plugins.module_utils._watch import wait_for_rollout
 
 ARGUMENT_SPEC = {
-    "name": {"type": "str", "required": True},
-    "namespace": {"type": "str", "default": "default"},
+    **DAEMONSET_ARG_SPEC,
     "timeout": {"type": "int", "default": 300},
     "progress_deadline": {"type": "int"},
     "on_delete": {"type": "str", "choices": ["report", "wait"], "default": "report"},
@@ -316,28 +316,33 @@ ARGUMENT_SPEC = {
 }
 
 
+def run(module, api: Api) -> dict[str, t.Any]:
+    params = module.params
+    result = wait_for_rollout(
+        api,
+        params["namespace"],
+        params["name"],
+        params["timeout"],
+        params["progress_deadline"],
+        on_delete=params["on_delete"],
+        return_on_change_from=params["return_on_change_from"],
+    )
+    for warning in result.pop("warnings"):
+        module.warn(warning)
+    return dict(result, changed=False)
+
+
+def api_failure(exc: K8sError) -> dict[str, t.Any]:
+    """The API error's message and its HTTP status (403, 404 ...) in ``status_code``."""
+    return {"msg": str(exc), "status_code": exc.status}
+
+
 def main() -> None:
     module = build_module(ARGUMENT_SPEC)
     params = module.params
     if params["timeout"] < 0 or (params["progress_deadline"] is not None and params["progress_deadline"] <= 0):
         module.fail_json(msg="timeout must be >= 0 and progress_deadline > 0")
-    try:
-        result = wait_for_rollout(
-            api_from_module(module, "ds_rollout_wait"),
-            params["namespace"],
-            params["name"],
-            params["timeout"],
-            params["progress_deadline"],
-            on_delete=params["on_delete"],
-            return_on_change_from=params["return_on_change_from"],
-        )
-    except K8sError as exc:
-        module.fail_json(msg=str(exc), status_code=exc.status)
-    for warning in result.pop("warnings"):
-        module.warn(warning)
-    if result.pop("failed"):
-        module.fail_json(changed=False, **result)
-    module.exit_json(changed=False, **result)
+    run_module(module, "ds_rollout_wait", run, failure=api_failure)
 
 
 if __name__ == "__main__":

@@ -26,14 +26,6 @@ description:
     O(wait=true) also needs C(list) and C(watch) on C(apps/daemonsets) (and C(list) on C(pods) and C(events) to
     explain a stuck rollout)."
 options:
-  name:
-    description: Name of the DaemonSet.
-    type: str
-    required: true
-  namespace:
-    description: Namespace of the DaemonSet.
-    type: str
-    default: default
   to_revision:
     description:
       - The revision number to roll back to.
@@ -65,6 +57,7 @@ options:
     default: 300
 extends_documentation_fragment:
   - kubernetes.core.k8s_auth_options
+  - kubeops.daemonset.daemonset
   - kubeops.daemonset.attributes
   - kubeops.daemonset.attributes.actiongroup
 attributes:
@@ -177,17 +170,17 @@ import typing as t
 
 from ansible_collections.kubeops.daemonset.plugins.module_utils import _history
 from ansible_collections.kubeops.daemonset.plugins.module_utils._client import (
+    DAEMONSET_ARG_SPEC,
     Api,
     K8sError,
-    api_from_module,
     build_module,
+    run_module,
     selector_string,
 )
 from ansible_collections.kubeops.daemonset.plugins.module_utils._watch import wait_for_rollout
 
 ARGUMENT_SPEC = {
-    "name": {"type": "str", "required": True},
-    "namespace": {"type": "str", "default": "default"},
+    **DAEMONSET_ARG_SPEC,
     "to_revision": {"type": "int", "default": 0},
     "change_cause": {"type": "str"},
     "wait": {"type": "bool", "default": False},
@@ -318,17 +311,7 @@ def run(module, api: Api) -> Obj:
 
 
 def main() -> None:
-    module = build_module(ARGUMENT_SPEC)
-    try:
-        api = api_from_module(module, "ds_undo")
-        result = run(module, api)
-    except K8sError as exc:
-        module.fail_json(msg=str(exc))
-    except _history.HistoryError as exc:
-        module.fail_json(msg=f"DaemonSet {module.params['namespace']}/{module.params['name']}: {exc}")
-    if result.pop("failed", False):
-        module.fail_json(**result)
-    module.exit_json(**result)
+    run_module(build_module(ARGUMENT_SPEC), "ds_undo", run, errors=(_history.HistoryError,))
 
 
 if __name__ == "__main__":
