@@ -16,14 +16,10 @@ from __future__ import annotations
 import typing as t
 
 from ansible.module_utils.common.validation import check_type_int
-from ansible.plugins.action import ActionBase
-from ansible.utils.display import Display
-from ansible_collections.kubeops.daemonset.plugins.plugin_utils._progress import host_prefix
-
-display = Display()
+from ansible_collections.kubeops.daemonset.plugins.plugin_utils._progress import ProgressAction
 
 
-class ActionModule(ActionBase):
+class ActionModule(ProgressAction):
     def run(self, tmp: str | None = None, task_vars: dict[str, t.Any] | None = None) -> dict[str, t.Any]:
         result = super().run(tmp, task_vars)
         args = dict(self._task.args)
@@ -36,10 +32,8 @@ class ActionModule(ActionBase):
         return {**result, **self._steps(args, limit, task_vars)}
 
     def _step(self, args: dict[str, t.Any], task_vars: dict[str, t.Any] | None, first: bool) -> dict[str, t.Any]:
-        step = self._execute_module(module_name=self._task.resolved_action, module_args=args, task_vars=task_vars)
-        prefix = host_prefix(task_vars)
-        for line in ((step.get("plan_lines") or []) if first else []) + (step.get("log") or []):
-            display.display(f"{prefix}{line}", stderr=True)
+        step = self._run_step(args, task_vars)
+        self._print(((step.get("plan_lines") or []) if first else []) + (step.get("log") or []), task_vars)
         return step
 
     def _steps(self, args: dict[str, t.Any], limit: int | None, task_vars: dict[str, t.Any] | None) -> dict[str, t.Any]:

@@ -18,14 +18,11 @@ import time
 import typing as t
 
 from ansible.module_utils.common.validation import check_type_bool, check_type_int
-from ansible.plugins.action import ActionBase
-from ansible.utils.display import Display
 from ansible_collections.kubeops.daemonset.plugins.module_utils._rollout import failure_message
+from ansible_collections.kubeops.daemonset.plugins.plugin_utils._progress import ProgressAction
 
-display = Display()
 
-
-class ActionModule(ActionBase):
+class ActionModule(ProgressAction):
     def run(self, tmp: str | None = None, task_vars: dict[str, t.Any] | None = None) -> dict[str, t.Any]:
         result = super().run(tmp, task_vars)
         args = dict(self._task.args)
@@ -41,13 +38,9 @@ class ActionModule(ActionBase):
             return {**result, **self._run_step(args, task_vars)}
         return {**result, **self._wait(args, timeout, progress_deadline, task_vars)}
 
-    def _run_step(self, args: dict[str, t.Any], task_vars: dict[str, t.Any] | None) -> dict[str, t.Any]:
-        return self._execute_module(module_name=self._task.resolved_action, module_args=args, task_vars=task_vars)
-
     def _wait(
         self, args: dict[str, t.Any], timeout: int, progress_deadline: int | None, task_vars: dict[str, t.Any] | None
     ) -> dict[str, t.Any]:
-        prefix = self._prefix(task_vars)
         start = progress_at = time.monotonic()
         timeline: list[dict[str, t.Any]] = []
         previous: dict[str, t.Any] = {}  # the first step returns at its first observation
@@ -60,7 +53,7 @@ class ActionModule(ActionBase):
             for entry in step_result.get("timeline") or []:
                 if not timeline or entry["message"] != timeline[-1]["message"]:
                     timeline.append(entry)
-                    display.display(f"{prefix}{entry['message']}", stderr=True)
+                    self._print([entry["message"]], task_vars)
             if step_result.get("failed") or step_result.get("outcome") != "changed":
                 break
             previous, progress_at = step_result["status"], time.monotonic()
@@ -77,9 +70,3 @@ class ActionModule(ActionBase):
                 step_result["blockers"]["summary"],
             )
         return step_result
-
-    def _prefix(self, task_vars: dict[str, t.Any] | None) -> str:
-        """``host: `` when the play runs on several hosts (clusters), so interleaved lines stay attributable."""
-        task_vars = task_vars or {}
-        hosts = task_vars.get("ansible_play_hosts") or []
-        return f"{task_vars.get('inventory_hostname')}: " if len(hosts) > 1 else ""
