@@ -14,6 +14,7 @@ import re
 import secrets
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -204,6 +205,33 @@ def wait_rollout(kubectl) -> Callable[..., None]:
         kubectl("rollout", "status", f"ds/{name}", f"--timeout={timeout}s", namespace=namespace)
 
     return wait
+
+
+@pytest.fixture(scope="session")
+def eventually() -> Callable[..., Any]:
+    """eventually(check, timeout=60, interval=0.5): poll check() until it returns something truthy or TIMEOUT
+    seconds have passed, and return its last result (the cluster converges asynchronously)."""
+
+    def poll(check: Callable[[], Any], timeout: float = 60, interval: float = 0.5) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            result = check()
+            if result or time.monotonic() > deadline:
+                return result
+            time.sleep(interval)
+
+    return poll
+
+
+@pytest.fixture(scope="session")
+def pods_by_node(kubectl) -> Callable[[str], dict[str, dict[str, Any]]]:
+    """pods_by_node(namespace): node name -> pod, for the namespace's pods not being deleted ("" if unbound)."""
+
+    def by_node(namespace: str) -> dict[str, dict[str, Any]]:
+        pods = json.loads(kubectl("get", "pods", "-o", "json", namespace=namespace).stdout)["items"]
+        return {pod["spec"].get("nodeName", ""): pod for pod in pods if not pod["metadata"].get("deletionTimestamp")}
+
+    return by_node
 
 
 @pytest.fixture

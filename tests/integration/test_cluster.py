@@ -6,25 +6,9 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 WORKERS = {"kwok-worker-1", "kwok-worker-2", "kwok-worker-3"}
-
-
-def pods_by_node(kubectl, namespace: str) -> dict[str, dict]:
-    pods = json.loads(kubectl("get", "pods", "-o", "json", namespace=namespace).stdout)["items"]
-    return {pod["spec"].get("nodeName", ""): pod for pod in pods if not pod["metadata"].get("deletionTimestamp")}
-
-
-def eventually(check, timeout: float = 60, interval: float = 0.5):
-    """Poll check() until it returns something truthy (the cluster converges asynchronously)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(interval)
 
 
 def test_nodes_look_like_real_ones(kubectl):
@@ -42,18 +26,22 @@ def test_nodes_look_like_real_ones(kubectl):
     assert ready[0]["status"] == "True"
 
 
-def test_seed_rollout_then_update_to_every_node(kubectl, namespace, seed_daemonset, apply_manifest, wait_rollout):
+def test_seed_rollout_then_update_to_every_node(
+    kubectl, namespace, seed_daemonset, apply_manifest, wait_rollout, pods_by_node
+):
     apply_manifest(seed_daemonset(namespace, version=1))
     wait_rollout(namespace)
-    assert set(pods_by_node(kubectl, namespace)) == WORKERS  # only tolerates the old master taint
+    assert set(pods_by_node(namespace)) == WORKERS  # only tolerates the old master taint
 
     apply_manifest(seed_daemonset(namespace, version=2))
     status = kubectl("rollout", "status", "ds/fluentd-elasticsearch", "--timeout=120s", namespace=namespace).stdout
     assert 'daemon set "fluentd-elasticsearch" successfully rolled out' in status
-    assert set(pods_by_node(kubectl, namespace)) == WORKERS | {"kwok-control-plane"}
+    assert set(pods_by_node(namespace)) == WORKERS | {"kwok-control-plane"}
 
 
-def test_missing_image_stalls_with_pull_errors(kubectl, namespace, seed_daemonset, apply_manifest, wait_rollout):
+def test_missing_image_stalls_with_pull_errors(
+    kubectl, namespace, seed_daemonset, apply_manifest, wait_rollout, pods_by_node, eventually
+):
     apply_manifest(seed_daemonset(namespace))
     wait_rollout(namespace)
     kubectl("set", "image", "ds/fluentd-elasticsearch", "fluentd-elasticsearch=example.invalid/does-not-exist:1",
@@ -61,7 +49,7 @@ def test_missing_image_stalls_with_pull_errors(kubectl, namespace, seed_daemonse
 
     def waiting_reasons() -> set[str]:
         reasons = set()
-        for pod in pods_by_node(kubectl, namespace).values():
+        for pod in pods_by_node(namespace).values():
             for status in pod["status"].get("containerStatuses", []):
                 reasons.add(status["state"].get("waiting", {}).get("reason"))
         return reasons & {"ErrImagePull", "ImagePullBackOff"}
@@ -74,11 +62,11 @@ def test_missing_image_stalls_with_pull_errors(kubectl, namespace, seed_daemonse
     assert any(event["reason"] == "Failed" for event in json.loads(events)["items"])
 
 
-def test_crashloop_image_never_becomes_ready(kubectl, namespace, seed_daemonset, apply_manifest):
+def test_crashloop_image_never_becomes_ready(namespace, seed_daemonset, apply_manifest, pods_by_node, eventually):
     apply_manifest(seed_daemonset(namespace, image="example.invalid/crashloop:1"))
 
     def restarting() -> bool:
-        for pod in pods_by_node(kubectl, namespace).values():
+        for pod in pods_by_node(namespace).values():
             for status in pod["status"].get("containerStatuses", []):
                 if status["state"].get("waiting", {}).get("reason") == "CrashLoopBackOff" and status["restartCount"]:
                     return not status["ready"]
@@ -87,7 +75,7 @@ def test_crashloop_image_never_becomes_ready(kubectl, namespace, seed_daemonset,
     assert eventually(restarting)
 
 
-def test_scheduler_reports_insufficient_cpu(kubectl, namespace, seed_daemonset, apply_manifest, test_node):
+def test_scheduler_reports_insufficient_cpu(kubectl, namespace, seed_daemonset, apply_manifest, test_node, eventually):
     tiny = test_node(cpu="100m", memory="1Gi", pods="10")
     manifest = seed_daemonset(namespace, tolerate_test_nodes=True)
     manifest["spec"]["template"]["spec"]["containers"][0]["resources"] = {"requests": {"cpu": "500m"}}
@@ -104,7 +92,9 @@ def test_scheduler_reports_insufficient_cpu(kubectl, namespace, seed_daemonset, 
     assert [pod["status"]["phase"] for pod in blocked] == ["Pending"]  # the scheduler cannot bind it
 
 
-def test_history_and_undo_roll_revisions_forward(kubectl, namespace, seed_daemonset, apply_manifest, wait_rollout):
+def test_history_and_undo_roll_revisions_forward(
+    kubectl, namespace, seed_daemonset, apply_manifest, wait_rollout, pods_by_node
+):
     apply_manifest(seed_daemonset(namespace, version=1, change_cause="create v1"))
     wait_rollout(namespace)
     apply_manifest(seed_daemonset(namespace, version=2, change_cause="update to v2"))
@@ -119,10 +109,10 @@ def test_history_and_undo_roll_revisions_forward(kubectl, namespace, seed_daemon
     wait_rollout(namespace)
     revisions = json.loads(kubectl("get", "controllerrevisions", "-o", "json", namespace=namespace).stdout)["items"]
     assert sorted(r["revision"] for r in revisions) == [2, 3]  # revision 1 became 3
-    assert set(pods_by_node(kubectl, namespace)) == WORKERS  # back to v1: no control-plane toleration
+    assert set(pods_by_node(namespace)) == WORKERS  # back to v1: no control-plane toleration
 
 
-def test_not_ready_node(kubectl, test_node):
+def test_not_ready_node(kubectl, test_node, eventually):
     name = test_node(not_ready=True)
 
     def ready_status() -> str | None:

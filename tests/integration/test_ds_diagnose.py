@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -16,16 +15,6 @@ GOOD_IMAGE = "quay.io/fluentd_elasticsearch/fluentd:v2.6.0"
 TEST_TAINT = "kubeops.test/dedicated"
 # get DaemonSet; list nodes, the DaemonSet's pods, Warning events, ControllerRevisions, node leases
 BASE_CALLS = 6
-
-
-def eventually(check, timeout: float = 60, interval: float = 1.0):
-    """Poll check() until it returns something truthy (the cluster converges asynchronously)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(interval)
 
 
 def get(kubectl, *args, namespace=None) -> dict:
@@ -45,7 +34,7 @@ def running_on(kubectl, namespace: str, node: str) -> list[str]:
 
 
 @pytest.fixture
-def diagnose(run_module, namespace):
+def diagnose(run_module, namespace, eventually):
     """diagnose(**args) -> module result; diagnose.until(cause, **args) polls until that cause is found."""
 
     def run(check: bool = False, diff: bool = False, **args) -> dict:
@@ -114,7 +103,7 @@ def test_broken_template(diagnose, namespace, seed_daemonset, apply_manifest, wa
     assert found["evidence"]["groups"][0]["images"] == [image]
 
 
-def test_not_ready_node(diagnose, namespace, seed_daemonset, apply_manifest, test_node, kubectl):
+def test_not_ready_node(diagnose, namespace, seed_daemonset, apply_manifest, test_node, kubectl, eventually):
     node = test_node()
     apply_manifest(seed_daemonset(namespace, tolerate_test_nodes=True))
     running = eventually(lambda: running_on(kubectl, namespace, node))
@@ -145,7 +134,9 @@ def test_untolerated_taint_is_a_note(diagnose, namespace, seed_daemonset, apply_
     assert result["healthy"] is True and "no problem found" in result["report"]
 
 
-def test_on_delete_waits_for_manual_deletes(diagnose, namespace, seed_daemonset, apply_manifest, wait_rollout, kubectl):
+def test_on_delete_waits_for_manual_deletes(
+    diagnose, namespace, seed_daemonset, apply_manifest, wait_rollout, kubectl, eventually
+):
     apply_manifest(seed_daemonset(namespace, strategy={"type": "OnDelete"}))
     eventually(lambda: len([p for p in ds_pods(kubectl, namespace) if p["status"].get("phase") == "Running"]) == 3)
     kubectl("set", "image", f"ds/{NAME}", f"{CONTAINER}={GOOD_IMAGE}", namespace=namespace)
@@ -155,7 +146,9 @@ def test_on_delete_waits_for_manual_deletes(diagnose, namespace, seed_daemonset,
     assert found["pods"] == sorted(p["metadata"]["name"] for p in ds_pods(kubectl, namespace))
 
 
-def test_clock_skew_on_a_node_we_play_the_kubelet_of(diagnose, namespace, seed_daemonset, apply_manifest, kubectl):
+def test_clock_skew_on_a_node_we_play_the_kubelet_of(
+    diagnose, namespace, seed_daemonset, apply_manifest, kubectl, eventually
+):
     """A node kwok does not manage (no kwok annotation): this test writes its status, its lease and its pod's
     status with a clock 90 s ahead of the API server's, as a kubelet on a skewed node would."""
     node = f"skewed-{namespace[-6:]}"
@@ -202,7 +195,7 @@ def test_clock_skew_on_a_node_we_play_the_kubelet_of(diagnose, namespace, seed_d
 
 
 @pytest.fixture
-def hogged_node(test_node, kubectl, namespace, apply_manifest, seed_daemonset):
+def hogged_node(test_node, kubectl, namespace, apply_manifest, seed_daemonset, eventually):
     """A 1-cpu node filled by a Deployment's 800m pod, then the DaemonSet (500m) that cannot fit there.
     The node label the Deployment selects is removed once its pod runs, so an evicted pod's replacement
     cannot take the room back. Returns (node, hog pod name)."""
@@ -231,7 +224,7 @@ def hogged_node(test_node, kubectl, namespace, apply_manifest, seed_daemonset):
     return node, hog
 
 
-def test_evict_blockers_frees_room(diagnose, namespace, hogged_node, kubectl):
+def test_evict_blockers_frees_room(diagnose, namespace, hogged_node, kubectl, eventually):
     node, hog = hogged_node
     before = diagnose.until("resource_exhaustion")
     candidates = finding(before, "resource_exhaustion")["evidence"]["per_node"][node]["candidates"]
