@@ -116,8 +116,16 @@ def test_not_ready_node(diagnose, namespace, seed_daemonset, apply_manifest, tes
     assert found["evidence"]["per_node"][node]["pods"][0]["pod"] == running[0]
 
 
-def test_node_not_ready_before_the_daemonset_has_no_pod(diagnose, namespace, seed_daemonset, apply_manifest, test_node):
+def test_node_not_ready_before_the_daemonset_has_no_pod(
+    diagnose, namespace, seed_daemonset, apply_manifest, test_node, kubectl, eventually
+):
     node = test_node(not_ready=True)
+
+    def tainted_not_ready() -> bool:  # the node lifecycle controller's taint keeps DaemonSet pods off the node
+        taints = json.loads(kubectl("get", "node", node, "-o", "json").stdout)["spec"].get("taints", [])
+        return any(taint["key"] == "node.kubernetes.io/not-ready" for taint in taints)
+
+    assert eventually(tainted_not_ready)
     apply_manifest(seed_daemonset(namespace, tolerate_test_nodes=True))
     found = finding(diagnose.until("node_not_ready"), "node_not_ready")
     assert found["nodes"] == [node] and found["pods"] == [] and found["severity"] == "warning"
