@@ -199,10 +199,18 @@ def apply_manifest(kubectl) -> Callable[[dict[str, Any]], None]:
 
 @pytest.fixture(scope="session")
 def wait_rollout(kubectl) -> Callable[..., None]:
-    """Wait with `kubectl rollout status` until the DaemonSet has rolled out."""
+    """Wait with `kubectl rollout status` until the DaemonSet has rolled out, then until the controller's last
+    status writes are in (its resourceVersion holds still for a second), so tests can compare resourceVersions."""
 
     def wait(namespace: str, name: str = "fluentd-elasticsearch", timeout: int = 120) -> None:
         kubectl("rollout", "status", f"ds/{name}", f"--timeout={timeout}s", namespace=namespace)
+        version, deadline = None, time.monotonic() + 15
+        while time.monotonic() < deadline:
+            current = kubectl("get", "ds", name, "-o", "jsonpath={.metadata.resourceVersion}", namespace=namespace)
+            if current.stdout == version:
+                return
+            version = current.stdout
+            time.sleep(1)
 
     return wait
 
