@@ -21,6 +21,7 @@ import json
 import typing as t
 from collections.abc import Callable
 
+from ansible_collections.kubeops.daemonset.plugins.module_utils import _history
 from ansible_collections.kubernetes.core.plugins.module_utils.args_common import AUTH_ARG_SPEC
 from ansible_collections.kubernetes.core.plugins.module_utils.k8s.client import get_api_client
 from ansible_collections.kubernetes.core.plugins.module_utils.k8s.core import AnsibleK8SModule
@@ -245,6 +246,12 @@ class Api:
 
     def list_controller_revisions(self, namespace: str, label_selector: str) -> list[Obj]:
         return self.list_objects("controllerrevisions", namespace, label_selector)["items"]
+
+    def owned_revisions(self, daemonset: Obj) -> list[Obj]:
+        """The DaemonSet's ControllerRevisions as kubectl finds them (its selector, then its owner UID)."""
+        namespace = daemonset["metadata"]["namespace"]
+        listed = self.list_controller_revisions(namespace, selector_string(daemonset["spec"]["selector"]))
+        return _history.owned_revisions(daemonset, listed)
 
     def list_pods(
         self, namespace: str, label_selector: str | None = None, field_selector: str | None = None

@@ -207,7 +207,7 @@ def _result(
     if outcome == "changed":
         return result
     selector = selector_string(daemonset["spec"]["selector"])
-    result["revision"] = _revision(api, namespace, daemonset, selector, result["warnings"])
+    result["revision"] = _revision(api, daemonset, result["warnings"])
     if outcome == "on_delete" and status["outdated"]:
         result["msg"] = (
             f"DaemonSet {namespace}/{name} uses the OnDelete strategy: {status['outdated']} of {status['desired']} "
@@ -229,9 +229,9 @@ def _public(status: Obj | None) -> Obj | None:
     return {key: value for key, value in status.items() if key != "done"}
 
 
-def _revision(api: Api, namespace: str, daemonset: Obj, selector: str, warnings: list[str]) -> Obj | None:
+def _revision(api: Api, daemonset: Obj, warnings: list[str]) -> Obj | None:
     try:
-        owned = _history.owned_revisions(daemonset, api.list_controller_revisions(namespace, selector))
+        owned = api.owned_revisions(daemonset)
     except K8sError as exc:
         if exc.status != 403:
             raise

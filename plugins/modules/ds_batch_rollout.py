@@ -383,8 +383,7 @@ class BatchRollout:
 
     def read(self) -> tuple[Obj, list[Obj]]:
         daemonset = self.api.require_daemonset(self.namespace, self.name)
-        listed = self.api.list_controller_revisions(self.namespace, selector_string(daemonset["spec"]["selector"]))
-        return daemonset, _history.owned_revisions(daemonset, listed)
+        return daemonset, self.api.owned_revisions(daemonset)
 
     def pods(self, daemonset: Obj) -> dict[str, Obj]:
         pods = self.api.list_pods(self.namespace, selector_string(daemonset["spec"]["selector"]))

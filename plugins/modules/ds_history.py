@@ -209,7 +209,7 @@ def run(module, api) -> dict[str, t.Any]:
     namespace, name = params["namespace"], params["name"]
     daemonset = api.require_daemonset(namespace, name)
     selector = selector_string(daemonset["spec"]["selector"])
-    revisions = _history.owned_revisions(daemonset, api.list_controller_revisions(namespace, selector))
+    revisions = api.owned_revisions(daemonset)
     try:
         pods = api.list_pods(namespace, selector)
     except K8sError as exc:

@@ -175,7 +175,6 @@ from ansible_collections.kubeops.daemonset.plugins.module_utils._client import (
     K8sError,
     build_module,
     run_module,
-    selector_string,
 )
 from ansible_collections.kubeops.daemonset.plugins.module_utils._watch import wait_for_rollout
 
@@ -195,8 +194,7 @@ Obj = dict[str, t.Any]
 
 def load(api: Api, namespace: str, name: str) -> tuple[Obj, list[Obj]]:
     daemonset = api.require_daemonset(namespace, name)
-    listed = api.list_controller_revisions(namespace, selector_string(daemonset["spec"]["selector"]))
-    return daemonset, _history.owned_revisions(daemonset, listed)
+    return daemonset, api.owned_revisions(daemonset)
 
 
 def replan(module, api: Api, old: Obj, plan: Obj) -> tuple[Obj, Obj]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 from ansible_collections.kubeops.daemonset.plugins.module_utils import _watch
-from ansible_collections.kubeops.daemonset.plugins.module_utils._client import K8sError
+from ansible_collections.kubeops.daemonset.plugins.module_utils._client import Api, K8sError
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "rollout"
 
@@ -53,6 +53,7 @@ class ScriptedApi:
         return []
 
     list_pods = list_events = list_controller_revisions
+    owned_revisions = Api.owned_revisions  # the real lookup over the scripted lists
 
     def watch(self, resource, namespace, name, resource_version, timeout_seconds):
         self.calls.append(("watch", resource_version, timeout_seconds))

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 from ansible_collections.kubeops.daemonset.plugins.module_utils import _history
-from ansible_collections.kubeops.daemonset.plugins.module_utils._client import K8sError
+from ansible_collections.kubeops.daemonset.plugins.module_utils._client import Api, K8sError
 from ansible_collections.kubeops.daemonset.plugins.modules import ds_undo
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "history"
@@ -41,6 +41,8 @@ class Recorder:
 
     def list_controller_revisions(self, namespace: str, selector: str) -> list[dict]:
         return self.states[min(self.reads, len(self.states)) - 1][1]
+
+    owned_revisions = Api.owned_revisions  # the real lookup over the scripted lists
 
     def patch_daemonset(self, namespace: str, name: str, body: dict, dry_run: bool = False) -> dict:
         self.patches.append(body)
