@@ -16,11 +16,13 @@ already running the target revision (``controller-revision-hash``) count as done
 where the last one stopped and a finished rollout plans nothing.
 
 Which nodes are eligible (nodeSelector, required node affinity, taints against tolerations) is decided by
-``_diagnose.node_placement``, the controller's rule shared with the diagnosis.
+``_placement.eligible_nodes``, the controller's rule shared with the diagnosis.
 
 The rollout's own state (the original update strategy and the revision to roll back to) is kept in one
 annotation on the DaemonSet while the rollout runs, so any later run, from any machine, can resume or roll
 back; it is removed in the write that restores the strategy.
+
+Floor 1 (pure): API objects in, plain data out. The I/O sequence is ``_ops/batch.py``.
 """
 
 from __future__ import annotations
@@ -28,15 +30,32 @@ from __future__ import annotations
 import datetime
 import json
 import math
-import re
 import typing as t
 
-from ansible_collections.kubeops.daemonset.plugins.module_utils import _diagnose, _history
-
-Obj = dict[str, t.Any]
+from ansible_collections.kubeops.daemonset.plugins.module_utils._history import revision_hash
+from ansible_collections.kubeops.daemonset.plugins.module_utils._objects import (
+    CHANGE_CAUSE,
+    Obj,
+    RequestError,
+    owned_by,
+    pod_condition,
+    pod_hash,
+    pod_is_ready,
+    pod_target_node,
+    pod_terminated,
+    pod_terminating,
+    restarts,
+    selector_matches,
+    selector_query,
+)
+from ansible_collections.kubeops.daemonset.plugins.module_utils._rollout import pod_failure
+from ansible_collections.kubeops.daemonset.plugins.module_utils._values import (
+    natural_key,
+    parse_time,
+    plural,
+)
 
 STATE_ANNOTATION = "daemonset.kubeops.io/batch-rollout"
-ON_DELETE = {"type": "OnDelete"}
 DEFAULT_STRATEGY = {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}
 
 # Waiting reasons that do not heal by waiting a few seconds: the gate fails at once (with fail_fast).
@@ -56,7 +75,7 @@ FATAL_REASONS = frozenset(
 PASSED, WAITING, FAILED = "passed", "waiting", "failed"
 
 
-class BatchError(Exception):
+class BatchError(RequestError):
     """A batch specification that cannot be planned."""
 
 
@@ -69,11 +88,17 @@ def parse_batches(batches: t.Iterable[t.Any]) -> list[Obj]:
     Counts are positive integers (or digit strings), percentages ``"N%"`` with 0 < N <= 100, selectors a dict
     ``{"selector": LABELS}`` where LABELS is a map of labels or a LabelSelector (matchLabels/matchExpressions).
     """
-    specs = []
-    for position, item in enumerate(batches, start=1):
-        specs.append(_parse_one(item, position))
+    specs = [_parse_one(item, position) for position, item in enumerate(batches, start=1)]
     if not specs:
         raise BatchError("batches is empty; give at least one batch, for example [1, '50%', '100%']")
+    for kind in ("count", "percent"):
+        values = [spec for spec in specs if spec["kind"] == kind]
+        for before, after in zip(values, values[1:]):
+            if after["value"] < before["value"]:
+                raise BatchError(
+                    f"batch {after['label']} comes after batch {before['label']}: batches are cumulative targets "
+                    "(nodes updated so far), so each must be at least the one before, for example [1, '10%', '100%']"
+                )
     return specs
 
 
@@ -97,38 +122,19 @@ def _parse_one(item: t.Any, position: int) -> Obj:
             selector = {"matchLabels": selector}  # the short form: a plain map of labels
         if not selector.get("matchLabels") and not selector.get("matchExpressions"):
             raise BatchError(f"{where}: an empty selector would match every node; use '100%' for that")
-        return {"kind": "selector", "value": selector, "label": f"selector {_selector_label(selector)}"}
+        return {"kind": "selector", "value": selector, "label": f"selector {selector_query(selector)}"}
     raise BatchError(f"{where}: a batch is a node count (1), a percentage ('10%') or {{'selector': {{label: value}}}}")
-
-
-def _selector_label(selector: Obj) -> str:
-    terms = [f"{key}={value}" for key, value in sorted((selector.get("matchLabels") or {}).items())]
-    for expr in selector.get("matchExpressions") or []:
-        values = ",".join(expr.get("values") or [])
-        terms.append(f"{expr['key']} {expr['operator']} ({values})" if values else f"{expr['key']} {expr['operator']}")
-    return ",".join(terms)
 
 
 # --- nodes and pods ------------------------------------------------------------------------
 
 
-def natural_key(name: str) -> list[t.Any]:
-    """Sort key putting ``node-2`` before ``node-10``."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
-
-
-def eligible_nodes(daemonset: Obj, nodes: t.Iterable[Obj]) -> list[Obj]:
-    """The nodes that should run the DaemonSet's (live) template, in natural name order."""
-    chosen = [node for node in nodes if _diagnose.node_placement(daemonset, node)["should_run"]]
-    return sorted(chosen, key=lambda node: natural_key(node["metadata"]["name"]))
-
-
 def pods_by_node(daemonset: Obj, pods: t.Iterable[Obj]) -> dict[str, Obj]:
     """The DaemonSet's pod on each node (not being deleted), keyed by node name; pending pods count too."""
     by_node: dict[str, Obj] = {}
-    for pod in _diagnose.daemon_pods(daemonset, pods):
-        node = _diagnose.pod_target_node(pod)
-        if not node or pod["metadata"].get("deletionTimestamp") or _diagnose.pod_terminated(pod):
+    for pod in owned_by(daemonset, pods):
+        node = pod_target_node(pod)
+        if not node or pod_terminating(pod) or pod_terminated(pod):
             continue
         known = by_node.get(node)
         if known is None or pod["metadata"].get("creationTimestamp", "") > known["metadata"].get(
@@ -136,16 +142,6 @@ def pods_by_node(daemonset: Obj, pods: t.Iterable[Obj]) -> dict[str, Obj]:
         ):
             by_node[node] = pod
     return by_node
-
-
-def pod_hash(pod: Obj | None) -> str | None:
-    return ((pod or {}).get("metadata", {}).get("labels") or {}).get(_history.HASH_LABEL)
-
-
-def restarts(pod: Obj) -> int:
-    status = pod.get("status") or {}
-    containers = (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or [])
-    return sum(int(c.get("restartCount") or 0) for c in containers)
 
 
 # --- the plan ------------------------------------------------------------------------------
@@ -171,9 +167,7 @@ def plan_batches(specs: list[Obj], nodes: list[Obj], by_node: dict[str, Obj], ta
     batches = []
     for number, spec in enumerate(specs, start=1):
         if spec["kind"] == "selector":
-            chosen = [
-                node for node in pending if _history.selector_matches(spec["value"], node["metadata"].get("labels"))
-            ]
+            chosen = [node for node in pending if selector_matches(spec["value"], node["metadata"].get("labels"))]
         else:
             target = spec["value"] if spec["kind"] == "count" else math.ceil(spec["value"] * total / 100)
             chosen = pending[: max(0, min(target, total) - covered)]
@@ -210,16 +204,6 @@ def plan_lines(plan: Obj, limit: int = 8) -> list[str]:
         names = ", ".join(batch["nodes"][:limit]) + (", ..." if len(batch["nodes"]) > limit else "")
         lines.append(head + f"{plural(len(batch['nodes']), 'node')} -> {batch['target']} of {plan['total']}: {names}")
     return lines
-
-
-def node_list(names: list[str], limit: int = 5) -> str:
-    """``3 nodes (a, b, c)`` with at most LIMIT names."""
-    shown = ", ".join(names[:limit]) + (", ..." if len(names) > limit else "")
-    return f"{plural(len(names), 'node')} ({shown})" if names else "no nodes"
-
-
-def plural(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 # --- the health gate -----------------------------------------------------------------------
@@ -268,7 +252,7 @@ def _node_health(
     grown = restarts(pod) - baseline.get(pod["metadata"]["uid"], restarts(pod))
     if grown > 0:
         return FAILED, f"pod {name} restarted {plural(grown, 'time')} during the gate", 0.0
-    failure = _diagnose.pod_failure(pod, now)
+    failure = pod_failure(pod, now)
     if failure is not None:
         detail = f"pod {name} is not Ready: {failure['reason']}" + (
             f" ({failure['message']})" if failure["message"] else ""
@@ -280,7 +264,7 @@ def _node_health(
     if waiting:
         reason = waiting[0]["state"]["waiting"].get("reason") or "Waiting"
         return WAITING, f"pod {name} has a waiting container ({reason})", 0.0
-    since = _diagnose.parse_time((_diagnose.pod_condition(pod, "Ready") or {}).get("lastTransitionTime"))
+    since = parse_time((pod_condition(pod, "Ready") or {}).get("lastTransitionTime"))
     ready_for = (now - since).total_seconds() if since else float(min_available)
     if ready_for < min_available:
         left = min_available - ready_for
@@ -308,9 +292,7 @@ def touched_nodes(by_node: dict[str, Obj], target_hash: str, batch_nodes: t.Iter
 def rollback_ready(by_node: dict[str, Obj], node_names: t.Iterable[str], previous_hash: str) -> list[str]:
     """The nodes of NODE_NAMES NOT yet back on PREVIOUS_HASH with a Ready pod (empty: rollback complete)."""
     return [
-        node
-        for node in node_names
-        if pod_hash(by_node.get(node)) != previous_hash or not _diagnose.pod_is_ready(by_node[node])
+        node for node in node_names if pod_hash(by_node.get(node)) != previous_hash or not pod_is_ready(by_node[node])
     ]
 
 
@@ -336,45 +318,17 @@ def new_state(daemonset: Obj, previous: Obj | None, started: str) -> Obj:
     if previous is not None:
         previous_ref = {
             "name": previous["metadata"]["name"],
-            "hash": _history.revision_hash(previous),
+            "hash": revision_hash(previous),
             "revision": int(previous["revision"]),
         }
     return {"strategy": strategy, "previous": previous_ref, "started": started}
-
-
-def template_patch(live_template: Obj, template: Obj | None, images: dict[str, str] | None) -> Obj | None:
-    """The ``spec.template`` part of a strategic-merge patch, or None when neither is given (resume as is).
-
-    TEMPLATE: a whole pod template, replacing the live one (as an undo does). IMAGES: container name -> image
-    for containers and init containers, merged by name (``kubectl set image``); an unknown name raises
-    BatchError listing the containers there are.
-    """
-    if template is not None:
-        return {"$patch": "replace", **template}
-    if not images:
-        return None
-    spec = live_template.get("spec") or {}
-    containers = {c["name"] for c in spec.get("containers") or []}
-    init = {c["name"] for c in spec.get("initContainers") or []}
-    unknown = sorted(set(images) - containers - init)
-    if unknown:
-        raise BatchError(
-            f"no container named {', '.join(unknown)} in the pod template; containers: {', '.join(sorted(containers))}"
-            + (f"; init containers: {', '.join(sorted(init))}" if init else "")
-        )
-    patch: Obj = {}
-    for key, names in (("containers", containers), ("initContainers", init)):
-        entries = [{"name": name, "image": image} for name, image in sorted(images.items()) if name in names]
-        if entries:
-            patch[key] = entries
-    return {"spec": patch}
 
 
 def start_patch(template: Obj | None, state: Obj, resource_version: str, change_cause: str | None) -> Obj:
     """One write: the new template (TEMPLATE is a ``spec.template`` patch or None), OnDelete, and the state."""
     annotations = {STATE_ANNOTATION: json.dumps(state, sort_keys=True)}
     if change_cause is not None:
-        annotations[_history.CHANGE_CAUSE] = change_cause
+        annotations[CHANGE_CAUSE] = change_cause
     spec: Obj = {"updateStrategy": {"type": "OnDelete", "rollingUpdate": None}}
     if template is not None:
         spec["template"] = template
@@ -389,4 +343,44 @@ def finish_patch(state: Obj, resource_version: str) -> Obj:
     return {
         "metadata": {"resourceVersion": resource_version, "annotations": {STATE_ANNOTATION: None}},
         "spec": {"updateStrategy": strategy},
+    }
+
+
+# --- the lease: one run at a time ----------------------------------------------------------
+
+# A run renews its claim on the rollout every RENEW_SECONDS; a claim not renewed for LEASE_SECONDS is free.
+LEASE_SECONDS = 30
+RENEW_SECONDS = 10
+
+
+def owner_record(owner_id: str, host: str, pid: int, now: datetime.datetime) -> Obj:
+    """Who runs the rollout now: kept in the state annotation and renewed while the run lives."""
+    return {"id": owner_id, "host": host, "pid": pid, "renewed": now.isoformat(timespec="seconds")}
+
+
+def active_owner(
+    state: Obj, me: str, host: str, now: datetime.datetime, pid_alive: t.Callable[[int], bool]
+) -> Obj | None:
+    """The owner record of ANOTHER run whose claim on the rollout is still live, else None.
+
+    A claim is live until LEASE_SECONDS after its last renewal; on this host a claim whose process has exited is
+    free at once (a killed run, rerun on the same machine, resumes without waiting for the lease)."""
+    owner = state.get("owner")
+    if not isinstance(owner, dict) or owner.get("id") == me:
+        return None
+    renewed = parse_time(owner.get("renewed"))
+    if renewed is None or (now - renewed).total_seconds() >= LEASE_SECONDS:
+        return None
+    if owner.get("host") == host and isinstance(owner.get("pid"), int) and not pid_alive(owner["pid"]):
+        return None
+    return owner
+
+
+def state_patch(state: Obj, resource_version: str) -> Obj:
+    """One write of the state annotation alone (claiming or renewing the rollout)."""
+    return {
+        "metadata": {
+            "resourceVersion": resource_version,
+            "annotations": {STATE_ANNOTATION: json.dumps(state, sort_keys=True)},
+        }
     }

@@ -2,95 +2,34 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""Connection to the Kubernetes API for the modules of this collection.
+"""Typed calls to the Kubernetes API returning plain dicts (the JSON the server sent, camelCase), with failures
+translated into messages a person can act on: 403 names the verb, the resource, the namespace and the RBAC the
+module needs; 404 names the missing object; connection and TLS errors name the server.
 
-kubernetes.core's auth options, doc fragment and client are reused, so users keep their option
-names, ``K8S_AUTH_*`` variables and ``module_defaults``.  On top of its client this file offers a
-few typed calls that return plain dicts (the JSON the server sent, camelCase) and translate API
-errors into messages a person can act on: 403 names the verb, the resource, the namespace and the
-RBAC the module needs; 404 names the missing object; connection errors name the server.
+Every request has a timeout of its own, shortened to the caller's deadline (``Api.deadline``), so a frozen API
+server cannot hold a task past its timeout. Requests go straight to the resource paths (no discovery), through
+``_transport.HttpClient`` or, for configurations only the kubernetes client supports, through kubernetes.core's.
 
-Requests go straight to the resource paths (no discovery lookups per call) through the dynamic
-client's ``request``, which is stable across the kubernetes client versions kubernetes.core supports.
+Floor 2 (I/O).
 """
 
 from __future__ import annotations
 
-import copy
 import json
+import os
+import time
 import typing as t
-from collections.abc import Callable
 
-from ansible_collections.kubeops.daemonset.plugins.module_utils import _history
-from ansible_collections.kubernetes.core.plugins.module_utils.args_common import AUTH_ARG_SPEC
-from ansible_collections.kubernetes.core.plugins.module_utils.k8s.client import get_api_client
-from ansible_collections.kubernetes.core.plugins.module_utils.k8s.core import AnsibleK8SModule
-
-try:
-    from kubernetes.client.rest import ApiException
-    from urllib3.exceptions import HTTPError as Urllib3Error
-except ImportError:  # AnsibleK8SModule reports the missing library with missing_required_lib
-    ApiException = Urllib3Error = type("Missing", (Exception,), {})
+from ansible_collections.kubeops.daemonset.plugins.module_utils import _transport
+from ansible_collections.kubeops.daemonset.plugins.module_utils._rbac import needed_by
 
 Obj = dict[str, t.Any]
 
-# The options naming the DaemonSet, which every module has (documented by the kubeops.daemonset.daemonset fragment).
-DAEMONSET_ARG_SPEC: Obj = {
-    "name": {"type": "str", "required": True},
-    "namespace": {"type": "str", "default": "default"},
-}
-
-# RBAC each module needs, as Role rules (namespaced: a Role in the DaemonSet's namespace is enough).
-# "optional" rules add detail (revision, blockers); without them the module still works and says so.
-RBAC_RULES: dict[str, dict[str, list[Obj]]] = {
-    "ds_rollout_wait": {
-        "required": [{"apiGroups": ["apps"], "resources": ["daemonsets"], "verbs": ["get", "list", "watch"]}],
-        "optional": [
-            {"apiGroups": ["apps"], "resources": ["controllerrevisions"], "verbs": ["list"]},
-            {"apiGroups": [""], "resources": ["pods", "events"], "verbs": ["list"]},
-        ],
-    },
-    "ds_history": {
-        "required": [
-            {"apiGroups": ["apps"], "resources": ["daemonsets"], "verbs": ["get"]},
-            {"apiGroups": ["apps"], "resources": ["controllerrevisions"], "verbs": ["list"]},
-        ],
-        "optional": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}],
-    },
-    "ds_undo": {
-        "required": [
-            {"apiGroups": ["apps"], "resources": ["daemonsets"], "verbs": ["get", "patch"]},
-            {"apiGroups": ["apps"], "resources": ["controllerrevisions"], "verbs": ["list"]},
-        ],
-        "optional": [
-            {"apiGroups": ["apps"], "resources": ["daemonsets"], "verbs": ["list", "watch"]},
-            {"apiGroups": [""], "resources": ["pods", "events"], "verbs": ["list"]},
-        ],
-    },
-    # nodes are cluster-scoped: ds_diagnose needs a ClusterRole (pods of all namespaces, node leases).
-    "ds_diagnose": {
-        "required": [
-            {"apiGroups": ["apps"], "resources": ["daemonsets"], "verbs": ["get"]},
-            {"apiGroups": [""], "resources": ["nodes", "pods"], "verbs": ["list"]},
-        ],
-        "optional": [
-            {"apiGroups": [""], "resources": ["events"], "verbs": ["list"]},
-            {"apiGroups": ["apps"], "resources": ["controllerrevisions"], "verbs": ["list"]},
-            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["list"]},
-            {"apiGroups": [""], "resources": ["pods/eviction"], "verbs": ["create"]},
-            {"apiGroups": ["apps"], "resources": ["daemonsets"], "verbs": ["patch"]},
-        ],
-    },
-    "ds_batch_rollout": {
-        "required": [
-            {"apiGroups": ["apps"], "resources": ["daemonsets"], "verbs": ["get", "list", "watch", "patch"]},
-            {"apiGroups": ["apps"], "resources": ["controllerrevisions"], "verbs": ["list"]},
-            {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "delete"]},
-            {"apiGroups": [""], "resources": ["nodes"], "verbs": ["list"]},
-        ],
-        "optional": [],
-    },
-}
+# Seconds one request may take when the caller has no nearer deadline; a deadline adds this margin at most.
+REQUEST_TIMEOUT = 30.0
+DEADLINE_MARGIN = 5.0
+# A watch request lasts at most this long before it is resumed (servers cap it anyway).
+MAX_WATCH_SECONDS = 300
 
 # resource -> (API path prefix, namespaced)
 _RESOURCES = {
@@ -99,78 +38,54 @@ _RESOURCES = {
     "pods": ("/api/v1", True),
     "events": ("/api/v1", True),
     "nodes": ("/api/v1", False),
+    "configmaps": ("/api/v1", True),
+    "secrets": ("/api/v1", True),
     "leases": ("/apis/coordination.k8s.io/v1", True),
 }
+STRATEGIC_MERGE = "application/strategic-merge-patch+json"
+MERGE_PATCH = "application/merge-patch+json"
+APPLY_PATCH = "application/apply-patch+yaml"
 
 
 class K8sError(Exception):
-    """An API call failed; ``str()`` is a message for the user, ``status`` the HTTP status (or None)."""
+    """An API call failed; ``str()`` is a message for the user, ``status`` the HTTP status (None: no answer).
 
-    def __init__(self, msg: str, status: int | None = None) -> None:
+    ``transient`` errors (no answer, 429, 5xx) may succeed when retried; the others (403, 404, an untrusted
+    certificate ...) will not."""
+
+    def __init__(self, msg: str, status: int | None = None, transient: bool = False) -> None:
         super().__init__(msg)
         self.status = status
+        self.transient = transient or status == 429 or (status or 0) >= 500
 
 
-def build_module(argument_spec: Obj, **kwargs: t.Any) -> AnsibleK8SModule:
-    """The module with kubernetes.core's auth options merged in; check mode supported unless told otherwise."""
-    spec = copy.deepcopy(AUTH_ARG_SPEC)
-    spec.update(argument_spec)
-    kwargs.setdefault("supports_check_mode", True)
-    return AnsibleK8SModule(argument_spec=spec, **kwargs)
+class Interrupted(K8sError):
+    """The run must stop now (the controller that started it is gone)."""
 
 
-def describe_rules(rules: list[Obj]) -> str:
-    """``get, list, watch on apps/daemonsets; list on pods`` - a Role's rules in one line."""
-    parts = []
-    for rule in rules:
-        group = rule["apiGroups"][0]
-        resources = ", ".join(f"{group}/{r}" if group else r for r in rule["resources"])
-        parts.append(f"{', '.join(rule['verbs'])} on {resources}")
-    return "; ".join(parts)
-
-
-def selector_string(selector: Obj | None) -> str:
-    """A LabelSelector (matchLabels + matchExpressions) as the API's labelSelector query string.
-
-    kubernetes.core's k8s_rollback joins only the keys, which matches any value; this keeps values and
-    operators. An empty selector is ``""`` (everything); None raises (a DaemonSet always has one).
-    """
-    if selector is None:
-        raise ValueError("the object has no label selector")
-    terms = [f"{key}={value}" for key, value in sorted((selector.get("matchLabels") or {}).items())]
-    for expr in selector.get("matchExpressions") or []:
-        key, operator, values = expr["key"], expr["operator"], ",".join(expr.get("values") or [])
-        terms.append(
-            {
-                "In": f"{key} in ({values})",
-                "NotIn": f"{key} notin ({values})",
-                "Exists": key,
-                "DoesNotExist": f"!{key}",
-            }[operator]
-        )
-    return ",".join(terms)
-
-
-def _server_message(exc: ApiException) -> str:
+def _server_message(data: bytes, reason: str) -> str:
     try:
-        return json.loads(exc.body).get("message") or exc.reason
+        return json.loads(data).get("message") or reason
     except (TypeError, ValueError, AttributeError):
-        return str(exc.reason)
+        return reason
 
 
 class Api:
-    """Typed calls returning plain dicts; every failure is raised as K8sError with a clear message."""
+    """Typed calls over a transport (``_transport.HttpClient`` or ``KubernetesClientTransport``)."""
 
-    def __init__(self, dynamic_client: t.Any, module_name: str = "", host: str = "") -> None:
-        self._client = dynamic_client
+    def __init__(self, transport: t.Any, module_name: str = "", stop: t.Callable[[], str | None] | None = None):
+        self._transport = transport
         self.module_name = module_name
-        self.host = host
+        self.host = transport.host
         self.calls = 0  # requests sent, for modules that report how many calls they made
         self.server_date: str | None = None  # Date header of the last response: the API server's clock
+        self.deadline: float | None = None  # time.monotonic() by which requests must give up (plus the margin)
+        self._stop = stop
 
     # --- plumbing ----------------------------------------------------------------------------
 
-    def _path(self, resource: str, namespace: str | None, name: str | None = None) -> str:
+    @staticmethod
+    def path(resource: str, namespace: str | None, name: str | None = None) -> str:
         """Namespaced resources with namespace None: across all namespaces; ``pods/eviction`` style subresources."""
         resource, _sep, subresource = resource.partition("/")
         prefix, namespaced = _RESOURCES[resource]
@@ -178,55 +93,73 @@ class Api:
         path = f"{path}/{name}" if name else path
         return f"{path}/{subresource}" if subresource else path
 
-    def _error(self, exc: Exception, verb: str, resource: str, namespace: str | None, name: str | None) -> K8sError:
+    def timeout(self, wanted: float = REQUEST_TIMEOUT) -> float:
+        """Seconds the next request may take: WANTED, cut to the deadline plus the margin (at least 1)."""
+        if self.deadline is None:
+            return wanted
+        return max(1.0, min(wanted, self.deadline - time.monotonic() + DEADLINE_MARGIN))
+
+    def _error(self, status: int | None, detail: str, verb: str, resource: str, namespace: str | None,
+               name: str | None) -> K8sError:  # fmt: skip
         prefix, namespaced = _RESOURCES[resource.partition("/")[0]]
         group = prefix.split("/")[2] + "/" if prefix.startswith("/apis/") else ""
         where = f' in namespace "{namespace}"' if namespace and namespaced else ""
-        if not isinstance(exc, ApiException):
-            return K8sError(f"cannot reach the Kubernetes API at {self.host}: {getattr(exc, 'reason', None) or exc}")
-        server = _server_message(exc)
-        if exc.status == 403:
-            needs = RBAC_RULES.get(self.module_name, {}).get("required")
-            hint = f" {self.module_name} needs: {describe_rules(needs)}." if needs else ""
+        if status == 403:
             return K8sError(
                 f"forbidden: cannot {verb} {group}{resource}{where}: the credentials lack the '{verb}' verb "
-                f"on {group}{resource}.{hint} Server said: {server}",
+                f"on {group}{resource}.{needed_by(self.module_name)} Server said: {detail}",
                 403,
             )
-        if exc.status == 401:
-            return K8sError(f"unauthorized: the API server rejected the credentials ({server})", 401)
-        if exc.status == 404 and resource == "daemonsets" and name:
+        if status == 401:
+            return K8sError(f"unauthorized: the API server at {self.host} rejected the credentials ({detail})", 401)
+        if status == 404 and resource == "daemonsets" and name:
             return K8sError(f"DaemonSet {namespace}/{name} not found", 404)
         target = f"{group}{resource}/{name}" if name else f"{group}{resource}"
-        return K8sError(f"{verb} {target}{where} failed ({exc.status}): {server}", exc.status)
+        return K8sError(f"{verb} {target}{where} failed ({status}): {detail}", status)
 
-    def _request(self, method: str, verb: str, resource: str, namespace: str | None, name: str | None, **params):
+    def _check_stop(self) -> None:
+        reason = self._stop() if self._stop else None
+        if reason:
+            raise Interrupted(reason)
+
+    def _request(self, method: str, verb: str, resource: str, namespace: str | None, name: str | None = None,
+                 query: Obj | None = None, body: t.Any = None, content_type: str | None = None) -> Obj:  # fmt: skip
+        self._check_stop()
         self.calls += 1
         try:
-            response = self._client.request(method, self._path(resource, namespace, name), serialize=False, **params)
-        except (ApiException, Urllib3Error, OSError) as exc:
-            raise self._error(exc, verb, resource, namespace, name) from exc
-        self.server_date = (getattr(response, "headers", None) or {}).get("Date") or self.server_date
-        return response
+            response = self._transport.request(method, self.path(resource, namespace, name), query, body,
+                                               content_type, self.timeout())  # fmt: skip
+        except _transport.TransportError as exc:
+            raise self._no_answer(exc) from exc
+        self.server_date = response.headers.get("date") or self.server_date
+        if response.status >= 300:
+            raise self._error(response.status, _server_message(response.data, str(response.status)), verb, resource,
+                              namespace, name)  # fmt: skip
+        return json.loads(response.data) if response.data else {}
 
-    def _json(self, method: str, verb: str, resource: str, namespace: str | None, name: str | None, **params) -> Obj:
-        response = self._request(method, verb, resource, namespace, name, **params)
-        return json.loads(response.data)
+    def _no_answer(self, exc: _transport.TransportError) -> K8sError:
+        if exc.kind == "tls":
+            return K8sError(f"cannot connect to the Kubernetes API at {self.host}: {exc} (check ca_cert / the "
+                            "kubeconfig's certificate-authority, or validate_certs)")  # fmt: skip
+        return K8sError(f"cannot reach the Kubernetes API at {self.host}: {exc}", None, transient=True)
 
-    def list_objects(
-        self, resource: str, namespace: str | None, label_selector: str | None = None, field_selector: str | None = None
-    ) -> Obj:
+    # --- calls -------------------------------------------------------------------------------
+
+    def list_objects(self, resource: str, namespace: str | None, label_selector: str | None = None,
+                     field_selector: str | None = None) -> Obj:  # fmt: skip
         """The List object (``items`` and ``metadata.resourceVersion``)."""
-        return self._json(
-            "get", "list", resource, namespace, None, label_selector=label_selector, field_selector=field_selector
-        )
+        query = {"labelSelector": label_selector or None, "fieldSelector": field_selector}
+        return self._request("GET", "list", resource, namespace, query=query)
 
-    # --- typed helpers -----------------------------------------------------------------------
+    def list_items(self, resource: str, namespace: str | None, label_selector: str | None = None,
+                   field_selector: str | None = None) -> list[Obj]:  # fmt: skip
+        """The listed objects themselves."""
+        return self.list_objects(resource, namespace, label_selector, field_selector)["items"]
 
-    def get_daemonset(self, namespace: str, name: str) -> Obj | None:
-        """The DaemonSet, or None when it does not exist."""
+    def get(self, resource: str, namespace: str | None, name: str) -> Obj | None:
+        """The object, or None when it does not exist."""
         try:
-            return self._json("get", "get", "daemonsets", namespace, name)
+            return self._request("GET", "get", resource, namespace, name)
         except K8sError as exc:
             if exc.status == 404:
                 return None
@@ -234,38 +167,59 @@ class Api:
 
     def require_daemonset(self, namespace: str, name: str) -> Obj:
         """The DaemonSet; when missing, K8sError (404) naming the DaemonSets the namespace has (if listable)."""
-        daemonset = self.get_daemonset(namespace, name)
+        daemonset = self.get("daemonsets", namespace, name)
         if daemonset is not None:
             return daemonset
         try:
-            names = sorted(item["metadata"]["name"] for item in self.list_objects("daemonsets", namespace)["items"])
-        except K8sError:  # no list permission: the plain message must do
+            names = sorted(item["metadata"]["name"] for item in self.list_items("daemonsets", namespace))
+        except K8sError as exc:  # no list permission: the plain message must do
+            if exc.transient:
+                raise
             raise K8sError(f"DaemonSet {namespace}/{name} not found", 404) from None
         exists = f"DaemonSets there: {', '.join(names)}" if names else "there is no DaemonSet in that namespace"
         raise K8sError(f"DaemonSet {namespace}/{name} not found; {exists}", 404)
 
-    def list_controller_revisions(self, namespace: str, label_selector: str) -> list[Obj]:
-        return self.list_objects("controllerrevisions", namespace, label_selector)["items"]
+    def optional(self, call: t.Callable[[], t.Any], notes: list[str], what: str = "",
+                 best_effort: bool = False) -> t.Any:  # fmt: skip
+        """CALL's value, or None when the credentials may not make it (403): reads that only add detail go on
+        without it and say so in NOTES (``WHAT: error``). Every other error is raised, unless BEST_EFFORT (the
+        report of a failure that already happened: its reads must not replace that failure with their own)."""
+        try:
+            return call()
+        except K8sError as exc:
+            if exc.status != 403 and not best_effort:
+                raise
+            notes.append(f"{what}: {exc}" if what else str(exc))
+            return None
 
-    def owned_revisions(self, daemonset: Obj) -> list[Obj]:
-        """The DaemonSet's ControllerRevisions as kubectl finds them (its selector, then its owner UID)."""
-        namespace = daemonset["metadata"]["namespace"]
-        listed = self.list_controller_revisions(namespace, selector_string(daemonset["spec"]["selector"]))
-        return _history.owned_revisions(daemonset, listed)
+    def create(self, resource: str, namespace: str, body: Obj, dry_run: bool = False) -> Obj:
+        return self._request("POST", "create", resource, namespace, query={"dryRun": "All" if dry_run else None},
+                             body=body, content_type="application/json")  # fmt: skip
 
-    def list_pods(
-        self, namespace: str, label_selector: str | None = None, field_selector: str | None = None
-    ) -> list[Obj]:
-        return self.list_objects("pods", namespace, label_selector, field_selector)["items"]
+    def patch(self, resource: str, namespace: str, name: str, body: Obj, dry_run: bool = False,
+              content_type: str = STRATEGIC_MERGE, field_manager: str | None = None,
+              force: bool | None = None) -> Obj:  # fmt: skip
+        """Patch (strategic merge by default); DRY_RUN asks the server for ``dryRun=All``."""
+        query = {"dryRun": "All" if dry_run else None, "fieldManager": field_manager, "force": force}
+        return self._request("PATCH", "patch", resource, namespace, name, query, body, content_type)
 
-    def list_nodes(self, label_selector: str | None = None) -> list[Obj]:
-        return self.list_objects("nodes", None, label_selector)["items"]
-
-    def list_events(self, namespace: str, field_selector: str | None = None) -> list[Obj]:
-        return self.list_objects("events", namespace, field_selector=field_selector)["items"]
-
-    def list_leases(self, namespace: str = "kube-node-lease") -> list[Obj]:
-        return self.list_objects("leases", namespace)["items"]
+    def delete(self, resource: str, namespace: str, name: str, preconditions: Obj | None = None,
+               dry_run: bool = False, propagation: str | None = None) -> bool:  # fmt: skip
+        """Delete (graceful, as kubectl does); False when it (or, with a UID precondition, that incarnation)
+        is already gone."""
+        body: Obj = {"kind": "DeleteOptions", "apiVersion": "v1"}
+        if preconditions:
+            body["preconditions"] = preconditions
+        if propagation:
+            body["propagationPolicy"] = propagation
+        try:
+            self._request("DELETE", "delete", resource, namespace, name, {"dryRun": "All" if dry_run else None}, body,
+                          "application/json")  # fmt: skip
+        except K8sError as exc:
+            if exc.status in (404, 409):  # gone, or a new pod holds the name (UID precondition failed)
+                return False
+            raise
+        return True
 
     def evict_pod(self, namespace: str, name: str, dry_run: bool = False) -> None:
         """POST a policy/v1 Eviction: the API server honours PodDisruptionBudgets and answers 429 when one
@@ -276,108 +230,119 @@ class Api:
             "metadata": {"name": name, "namespace": namespace},
             **({"deleteOptions": {"dryRun": ["All"]}} if dry_run else {}),
         }
-        self._request("post", "create", "pods/eviction", namespace, name, body=body)
+        self._request("POST", "create", "pods/eviction", namespace, name, body=body, content_type="application/json")
 
-    def patch_daemonset(
-        self,
-        namespace: str,
-        name: str,
-        body: Obj,
-        dry_run: bool = False,
-        content_type: str = "application/strategic-merge-patch+json",
-    ) -> Obj:
-        """Patch (strategic merge by default); ``dry_run`` asks the server for ``dryRun=All``."""
-        return self._json(
-            "patch",
-            "patch",
-            "daemonsets",
-            namespace,
-            name,
-            body=body,
-            content_type=content_type,
-            dry_run="All" if dry_run else None,
-        )
+    def watch(self, resource: str, namespace: str, name: str, resource_version: str,
+              timeout_seconds: float) -> t.Iterator[Obj]:  # fmt: skip
+        """Watch events (``{"type", "object"}``) of one object from RESOURCE_VERSION.
 
-    def delete_pod(self, namespace: str, name: str, uid: str | None = None) -> bool:
-        """Delete a pod (graceful, as kubectl does); with UID only that incarnation, so a replacement that took
-        the name meanwhile is left alone. False when the pod (or that incarnation) is already gone."""
-        body = {"preconditions": {"uid": uid}} if uid else None
-        try:
-            self._request("delete", "delete", "pods", namespace, name, body=body)
-        except K8sError as exc:
-            if exc.status in (404, 409):  # gone, or the name now belongs to another pod (uid precondition)
-                return False
-            raise
-        return True
-
-    def watch(
-        self, resource: str, namespace: str, name: str, resource_version: str, timeout_seconds: int
-    ) -> t.Iterator[Obj]:
-        """Watch events (``{"type", "object"}``) of one object from ``resource_version``.
-
-        The server ends the stream after ``timeout_seconds``; the client gives up reading a little later
-        so a dead connection cannot hang the caller. Raises K8sError on HTTP and connection errors;
-        ``ERROR`` events (410 Gone ...) are yielded as they come, for the caller to re-list.
+        The server ends the stream after TIMEOUT_SECONDS; each read gives up a little later, so a dead or
+        frozen server cannot hang the caller. ``ERROR`` events (410 Gone ...) are yielded for the caller to
+        re-list; HTTP and connection failures are raised as K8sError.
         """
-        response = self._request(
-            "get",
-            "watch",
-            resource,
-            namespace,
-            None,
-            watch=True,
-            field_selector=f"metadata.name={name}",
-            resource_version=resource_version,
-            allow_watch_bookmarks=True,
-            timeout_seconds=max(1, int(timeout_seconds)),
-            _request_timeout=(10, timeout_seconds + 10),
-        )
+        self._check_stop()
+        self.calls += 1
+        seconds = max(1, int(min(timeout_seconds, MAX_WATCH_SECONDS)))
+        query = {"watch": True, "fieldSelector": f"metadata.name={name}", "resourceVersion": resource_version,
+                 "allowWatchBookmarks": True, "timeoutSeconds": seconds}  # fmt: skip
         try:
-            buffer = b""
+            for line in self._transport.stream(self.path(resource, namespace), query, self.timeout(seconds + 5)):
+                if isinstance(line, _transport.Response):
+                    detail = _server_message(line.data, str(line.status))
+                    raise self._error(line.status, detail, "watch", resource, namespace, None)
+                self._check_stop()
+                yield json.loads(line)
+        except _transport.TransportError as exc:
+            raise self._no_answer(exc) from exc
+
+    def close(self) -> None:
+        self._transport.close()
+
+
+class ClientMissing(K8sError):
+    """The configuration needs the kubernetes client, and this Python has none."""
+
+
+class KubernetesClientTransport:
+    """kubernetes.core's API client behind the same two calls as HttpClient: for the configurations only the
+    kubernetes client supports (see ``_transport.NeedsKubernetesClient``)."""
+
+    def __init__(self, options: Obj, why: str) -> None:
+        # imported here: loading the kubernetes client costs about half a second, and most tasks need none of it
+        try:
+            import kubernetes  # noqa: F401
+            from ansible_collections.kubernetes.core.plugins.module_utils.k8s.client import get_api_client
+        except ImportError as exc:
+            raise ClientMissing(f"{why} needs the kubernetes Python package (pip install kubernetes): {exc}") from None
+        try:
+            client = get_api_client(**options)
+        except Exception as exc:  # ConfigException, missing library ...: the message says which
+            reason = getattr(exc, "reason", None) or exc
+            raise _transport.ConfigError(f"cannot use the connection options: {reason}") from exc
+        self._client = client.client
+        self.host = getattr(client.configuration, "host", "")
+
+    def _call(self, method: str, path: str, query: Obj | None, timeout: float, **kwargs: t.Any) -> t.Any:
+        from kubernetes.client.rest import ApiException  # loaded by __init__ already
+        from urllib3.exceptions import HTTPError
+
+        params = {_snake(key): value for key, value in (query or {}).items() if value is not None}
+        try:
+            return self._client.request(method.lower(), path, serialize=False, _request_timeout=timeout, **params,
+                                        **kwargs)  # fmt: skip
+        except ApiException as exc:
+            return _transport.Response(exc.status, {k.lower(): v for k, v in (exc.headers or {}).items()},
+                                       exc.body.encode() if isinstance(exc.body, str) else exc.body or b"")  # fmt: skip
+        except (HTTPError, OSError) as exc:
+            reason = str(getattr(exc, "reason", None) or exc)
+            kind = "tls" if "CERTIFICATE_VERIFY_FAILED" in reason or "SSL" in type(exc).__name__ else "connection"
+            raise _transport.TransportError(kind, reason) from exc
+
+    def request(self, method: str, path: str, query: Obj | None, body: t.Any, content_type: str | None,
+                timeout: float) -> _transport.Response:  # fmt: skip
+        response = self._call(method, path, query, timeout, body=body, content_type=content_type)
+        if isinstance(response, _transport.Response):
+            return response
+        return _transport.Response(response.status, {k.lower(): v for k, v in response.headers.items()}, response.data)
+
+    def stream(self, path: str, query: Obj, timeout: float) -> t.Iterator[t.Any]:
+        response = self._call("GET", path, query, timeout)
+        if isinstance(response, _transport.Response):
+            yield response
+            return
+        buffer = b""
+        try:
             for chunk in response.stream(amt=None, decode_content=False):
                 buffer += chunk.encode() if isinstance(chunk, str) else chunk
                 *lines, buffer = buffer.split(b"\n")
-                for line in lines:
-                    if line.strip():
-                        yield json.loads(line)
-        except (Urllib3Error, OSError) as exc:
-            raise self._error(exc, "watch", resource, namespace, None) from exc
+                yield from (line for line in lines if line.strip())
+        except OSError as exc:
+            raise _transport.TransportError("connection", str(exc)) from exc
         finally:
             response.release_conn()
 
-
-def api_from_module(module: AnsibleK8SModule, module_name: str) -> Api:
-    """The Api for the module's connection options (kubeconfig, host, api_key, K8S_AUTH_* ...)."""
-    try:
-        client = get_api_client(module=module)
-    except Exception as exc:  # config errors, unreachable server during kubernetes.core's discovery
-        # urllib3's MaxRetryError carries the useful part (refused, TLS, DNS) in .reason
-        raise K8sError(f"cannot connect to the Kubernetes API: {getattr(exc, 'reason', None) or exc}") from exc
-    return Api(client.client, module_name, getattr(client.configuration, "host", ""))
+    def close(self) -> None:
+        """The kubernetes client pools its connections itself."""
 
 
-def _message(exc: Exception, module: AnsibleK8SModule) -> Obj:
-    """K8sError messages name the object already; other errors (the pure helpers') get the DaemonSet in front."""
-    if isinstance(exc, K8sError):
-        return {"msg": str(exc)}
-    return {"msg": f"DaemonSet {module.params['namespace']}/{module.params['name']}: {exc}"}
+def _snake(key: str) -> str:
+    """``labelSelector`` -> ``label_selector``: the kubernetes client's names for query parameters."""
+    return "force_conflicts" if key == "force" else "".join(f"_{c.lower()}" if c.isupper() else c for c in key)
 
 
-def run_module(
-    module: AnsibleK8SModule,
-    module_name: str,
-    body: Callable[[AnsibleK8SModule, Api], Obj],
-    errors: tuple[type[Exception], ...] = (),
-    failure: Callable[[Exception], Obj] | None = None,
-) -> None:
-    """Connect, run BODY and exit with its result; a result with ``failed: true`` fails the task with it.
+def connect(params: Obj, module_name: str, environ: t.Mapping[str, str] | None = None,
+            stop: t.Callable[[], str | None] | None = None) -> Api:  # fmt: skip
+    """The Api for kubernetes.core's connection options in PARAMS (and ENVIRON's ``K8S_AUTH_*`` variables).
 
-    K8sError and ERRORS fail the task with ``failure(exc)``, by default the error's message (see _message).
+    Raises K8sError for options or kubeconfigs that cannot be used, naming the file or option.
     """
+    environ = os.environ if environ is None else environ
+    options = _transport.connection_options(params, environ)
     try:
-        result = body(module, api_from_module(module, module_name))
-    except (K8sError, *errors) as exc:
-        module.fail_json(**(failure(exc) if failure else _message(exc, module)))
-    if result.pop("failed", False):
-        module.fail_json(**result)
-    module.exit_json(**result)
+        try:
+            transport: t.Any = _transport.HttpClient(_transport.resolve(options, environ))
+        except _transport.NeedsKubernetesClient as why:
+            transport = KubernetesClientTransport(options, str(why))
+    except _transport.ConfigError as exc:
+        raise K8sError(f"cannot connect to the Kubernetes API: {exc}") from exc
+    return Api(transport, module_name, stop)

@@ -2,95 +2,42 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""Pure logic for DaemonSet revisions (ControllerRevisions).
+"""DaemonSet revisions (ControllerRevisions): which a DaemonSet owns (as kubectl finds them), which one is live,
+which one an undo targets (kubectl's selection rules and messages, plus the list of what exists), the template
+stored in a revision, and the undo itself.
 
-Plain dicts in (API objects as the server returns them, camelCase JSON), plain data out:
-which revisions a DaemonSet owns (as kubectl finds them), which one is live, which one an
-undo targets (kubectl's selection rules and messages, plus the list of what exists), the pod
-template stored in a revision, diffs between templates, and the undo patch.
-
-Template equality rule: a ControllerRevision's ``data`` is the DaemonSet's ``spec.template``
-exactly as the API server stored it (already defaulted) wrapped in a strategic-merge patch
-``{"spec": {"template": {"$patch": "replace", ...}}}``.  Two templates are equal when their
-parsed JSON is equal after dropping ``$patch`` and null values (``creationTimestamp: null`` and
-an absent key mean the same).  kubectl compares the serialized bytes instead; parsed equality
-is the same answer without depending on key order or serializer details.
+Floor 1 (pure): API objects in, plain data out.
 """
 
 from __future__ import annotations
 
 import copy
-import difflib
-import json
 import typing as t
 
-try:
-    import yaml
-except ImportError:  # without PyYAML the diffs fall back to (YAML-compatible) JSON
-    yaml = None
+from ansible_collections.kubeops.daemonset.plugins.module_utils._objects import (
+    CHANGE_CAUSE,
+    HASH_LABEL,
+    Obj,
+    RequestError,
+    annotations,
+    labels,
+    owned_by,
+    pod_hash,
+)
+from ansible_collections.kubeops.daemonset.plugins.module_utils._template import (
+    template_changes,
+    template_diff,
+    templates_equal,
+)
 
-CHANGE_CAUSE = "kubernetes.io/change-cause"
-HASH_LABEL = "controller-revision-hash"
 
-Obj = dict[str, t.Any]
-
-
-class HistoryError(Exception):
+class HistoryError(RequestError):
     """A revision request that cannot be satisfied; the message lists what exists."""
-
-
-# --- ownership -----------------------------------------------------------------------------
-
-
-def _requirement_matches(expr: Obj, labels: dict[str, str]) -> bool:
-    key, operator, values = expr["key"], expr["operator"], expr.get("values") or []
-    if operator == "In":
-        return key in labels and labels[key] in values
-    if operator == "NotIn":
-        return key not in labels or labels[key] not in values
-    if operator == "Exists":
-        return key in labels
-    if operator == "DoesNotExist":
-        return key not in labels
-    raise ValueError(f"unknown label selector operator {operator!r}")
-
-
-def selector_matches(selector: Obj | None, labels: dict[str, str] | None) -> bool:
-    """Label selector semantics of the API: a missing selector matches nothing, an empty one everything."""
-    if selector is None:
-        return False
-    labels = labels or {}
-    for key, value in (selector.get("matchLabels") or {}).items():
-        if labels.get(key) != value:
-            return False
-    return all(_requirement_matches(expr, labels) for expr in selector.get("matchExpressions") or [])
-
-
-def controller_uid(obj: Obj) -> str | None:
-    """UID of the object's controller ownerReference (the one with ``controller: true``)."""
-    for ref in obj.get("metadata", {}).get("ownerReferences") or []:
-        if ref.get("controller"):
-            return ref.get("uid")
-    return None
-
-
-def owned_by(daemonset: Obj, objects: t.Iterable[Obj]) -> list[Obj]:
-    """Objects matching the DaemonSet's selector AND controlled by it (kubectl's filter)."""
-    uid = daemonset["metadata"]["uid"]
-    selector = daemonset["spec"].get("selector")
-    return [
-        obj
-        for obj in objects
-        if controller_uid(obj) == uid and selector_matches(selector, obj["metadata"].get("labels"))
-    ]
 
 
 def owned_revisions(daemonset: Obj, revisions: t.Iterable[Obj]) -> list[Obj]:
     """The DaemonSet's ControllerRevisions sorted ascending by ``.revision``."""
     return sorted(owned_by(daemonset, revisions), key=lambda rev: int(rev["revision"]))
-
-
-# --- templates -----------------------------------------------------------------------------
 
 
 def revision_template(revision: Obj) -> Obj:
@@ -100,23 +47,9 @@ def revision_template(revision: Obj) -> Obj:
     return template
 
 
-def _normalized(value: t.Any) -> t.Any:
-    if isinstance(value, dict):
-        return {k: _normalized(v) for k, v in value.items() if v is not None and k != "$patch"}
-    if isinstance(value, list):
-        return [_normalized(v) for v in value]
-    return value
-
-
-def templates_equal(first: Obj, second: Obj) -> bool:
-    """Semantic equality of two pod templates (see the module docstring for the rule)."""
-    return _normalized(first) == _normalized(second)
-
-
 def revision_hash(revision: Obj) -> str:
     """The controller-revision-hash of a revision: its label, else the suffix of its name."""
-    labels = revision["metadata"].get("labels") or {}
-    return labels.get(HASH_LABEL) or revision["metadata"]["name"].rsplit("-", 1)[-1]
+    return labels(revision).get(HASH_LABEL) or revision["metadata"]["name"].rsplit("-", 1)[-1]
 
 
 def current_revision(daemonset: Obj, revisions: list[Obj]) -> Obj | None:
@@ -124,6 +57,21 @@ def current_revision(daemonset: Obj, revisions: list[Obj]) -> Obj | None:
     live = daemonset["spec"]["template"]
     matching = [rev for rev in revisions if templates_equal(revision_template(rev), live)]
     return matching[-1] if matching else None
+
+
+def current_hash(daemonset: Obj, revisions: t.Iterable[Obj] | None) -> str | None:
+    """The controller-revision-hash of the live template (None when the revisions are unknown or it has none)."""
+    if revisions is None:
+        return None
+    live = current_revision(daemonset, owned_revisions(daemonset, revisions))
+    return revision_hash(live) if live else None
+
+
+def revision_ref(revision: Obj | None) -> Obj | None:
+    """``{number, name, hash}`` of a revision, as results report it."""
+    if revision is None:
+        return None
+    return {"number": int(revision["revision"]), "name": revision["metadata"]["name"], "hash": revision_hash(revision)}
 
 
 def _images(template: Obj) -> list[str]:
@@ -135,26 +83,22 @@ def summarize(daemonset: Obj, revisions: t.Iterable[Obj], pods: t.Iterable[Obj] 
     (``pods: None`` when the pods are unknown)."""
     owned = owned_revisions(daemonset, revisions)
     live = current_revision(daemonset, owned)
-    counts: dict[str, int] = {}
+    counts: dict[str | None, int] = {}
     for pod in owned_by(daemonset, pods or ()):
-        pod_hash = (pod["metadata"].get("labels") or {}).get(HASH_LABEL)
-        counts[pod_hash] = counts.get(pod_hash, 0) + 1
-    entries = []
-    for rev in owned:
-        rev_hash = revision_hash(rev)
-        entries.append(
-            {
-                "revision": int(rev["revision"]),
-                "name": rev["metadata"]["name"],
-                "hash": rev_hash,
-                "change_cause": (rev["metadata"].get("annotations") or {}).get(CHANGE_CAUSE) or None,
-                "created": rev["metadata"].get("creationTimestamp"),
-                "images": _images(revision_template(rev)),
-                "pods": None if pods is None else counts.get(rev_hash, 0),
-                "current": live is not None and rev["metadata"]["name"] == live["metadata"]["name"],
-            }
-        )
-    return entries
+        counts[pod_hash(pod)] = counts.get(pod_hash(pod), 0) + 1
+    return [
+        {
+            "revision": int(rev["revision"]),
+            "name": rev["metadata"]["name"],
+            "hash": revision_hash(rev),
+            "change_cause": annotations(rev).get(CHANGE_CAUSE) or None,
+            "created": rev["metadata"].get("creationTimestamp"),
+            "images": _images(revision_template(rev)),
+            "pods": None if pods is None else counts.get(revision_hash(rev), 0),
+            "current": live is not None and rev["metadata"]["name"] == live["metadata"]["name"],
+        }
+        for rev in owned
+    ]
 
 
 def history_table(entries: list[Obj]) -> str:
@@ -199,65 +143,16 @@ def select_revision(revisions: list[Obj], to_revision: int | None) -> Obj:
     return find_revision(revisions, to_revision)
 
 
-# --- diffs ---------------------------------------------------------------------------------
-
-
-def to_yaml(obj: t.Any) -> str:
-    """Block YAML with sorted keys (JSON without PyYAML), stable for diffs."""
-    if yaml is None:
-        return json.dumps(obj, indent=2, sort_keys=True) + "\n"
-    return yaml.safe_dump(obj, default_flow_style=False, sort_keys=True)
-
-
-def template_diff(before: Obj, after: Obj, before_label: str, after_label: str) -> str:
-    """Unified diff of two templates rendered as YAML; empty when they are equal."""
-    return "".join(
-        difflib.unified_diff(
-            to_yaml(_normalized(before)).splitlines(keepends=True),
-            to_yaml(_normalized(after)).splitlines(keepends=True),
-            fromfile=before_label,
-            tofile=after_label,
-        )
-    )
-
-
-def _keyed(items: list[t.Any]) -> dict[str, t.Any] | None:
-    """Lists of named objects (containers, volumes, env...) keyed by name, as strategic merge does."""
-    if items and all(isinstance(i, dict) and "name" in i for i in items):
-        names = [i["name"] for i in items]
-        if len(set(names)) == len(names):
-            return {f"[name={i['name']}]": i for i in items}
-    return None
-
-
-def _flatten(value: t.Any, path: str, out: dict[str, t.Any]) -> None:
-    if isinstance(value, dict) and value:
-        for key, item in value.items():
-            _flatten(item, f"{path}.{key}" if path else key, out)
-    elif isinstance(value, list) and value:
-        keyed = _keyed(value)
-        if keyed is not None:
-            for key, item in keyed.items():
-                _flatten(item, path + key, out)
-        else:
-            for index, item in enumerate(value):
-                _flatten(item, f"{path}[{index}]", out)
-    else:
-        out[path] = value
-
-
-def template_changes(before: Obj, after: Obj) -> list[Obj]:
-    """Leaf-level changes ``{path, before, after}`` (None = absent), paths like
-    ``spec.containers[name=app].image``, sorted by path."""
-    flat_before: dict[str, t.Any] = {}
-    flat_after: dict[str, t.Any] = {}
-    _flatten(_normalized(before), "", flat_before)
-    _flatten(_normalized(after), "", flat_after)
-    return [
-        {"path": path, "before": flat_before.get(path), "after": flat_after.get(path)}
-        for path in sorted(set(flat_before) | set(flat_after))
-        if flat_before.get(path) != flat_after.get(path)
-    ]
+def compare_revisions(revisions: list[Obj], first: int, second: int) -> Obj:
+    """Two revisions' templates side by side: a unified diff and the leaf-level changes."""
+    before = revision_template(find_revision(revisions, first))
+    after = revision_template(find_revision(revisions, second))
+    return {
+        "from_revision": first,
+        "to_revision": second,
+        "diff": template_diff(before, after, f"revision {first}", f"revision {second}"),
+        "changes": template_changes(before, after),
+    }
 
 
 # --- undo ----------------------------------------------------------------------------------
@@ -315,3 +210,17 @@ def plan_undo(daemonset: Obj, revisions: t.Iterable[Obj], to_revision: int | Non
             else f"skipped rollback (current template already matches revision {number})"
         ),
     }
+
+
+def replan_undo(daemonset: Obj, revisions: t.Iterable[Obj], plan: Obj) -> Obj:
+    """The plan again after a 409 Conflict, on what was re-read: the same target ControllerRevision (its number
+    may have moved meanwhile); HistoryError when it is gone."""
+    owned = owned_revisions(daemonset, revisions)
+    target_name = plan["target"]["metadata"]["name"]
+    numbers = [int(rev["revision"]) for rev in owned if rev["metadata"]["name"] == target_name]
+    if not numbers:
+        raise HistoryError(
+            f"revision {plan['to_revision']} ({target_name}) disappeared while rolling back; "
+            f"{describe_available(owned)}"
+        )
+    return plan_undo(daemonset, owned, numbers[0])

@@ -2,34 +2,53 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""Pure logic for a DaemonSet rollout: plain dicts in (API objects as the server returns them), plain data out.
+"""A DaemonSet rollout's progress: kubectl's status and messages, and why pods are not available.
 
-``rollout_status`` reproduces ``kubectl rollout status ds/NAME``: the same "done" rule and the same
-messages.  Where kubectl refuses (``updateStrategy.type: OnDelete``) this reports the same counters plus
-how many pods are outdated, because with OnDelete only deleting a pod updates it.
+``rollout_status`` reproduces ``kubectl rollout status ds/NAME``: the same "done" rule and the same messages.
+Where kubectl refuses (``updateStrategy.type: OnDelete``) this reports the same counters plus how many pods are
+outdated, because with OnDelete only deleting a pod updates it.
 
-``rollout_blockers`` explains a rollout that does not finish: which nodes run an outdated or an
-unavailable pod, the pods' waiting reasons grouped with counts, and the recent Warning events.
+``pod_failure`` and ``group_pod_failures`` say why pods are not available (one grouping, used by the rollout
+blockers, the diagnosis and the batch gates); ``rollout_blockers`` explains a rollout that does not finish.
+
+Floor 1 (pure): API objects in, plain data out.
 """
 
 from __future__ import annotations
 
-import datetime
 import typing as t
+from datetime import datetime
 
-from ansible_collections.kubeops.daemonset.plugins.module_utils import _diagnose
+from ansible_collections.kubeops.daemonset.plugins.module_utils._objects import (
+    GENERATION_LABEL,
+    TEMPLATE_GENERATION,
+    Obj,
+    annotations,
+    container_statuses,
+    events_for,
+    labels,
+    owned_by,
+    pod_available,
+    pod_condition,
+    pod_hash,
+    pod_is_ready,
+    pod_target_node,
+    pod_terminating,
+    restarts,
+    summarize_events,
+)
+from ansible_collections.kubeops.daemonset.plugins.module_utils._values import (
+    parse_time,
+    plural,
+    seconds_between,
+    utcnow,
+)
 
-Obj = dict[str, t.Any]
-
-HASH_LABEL = "controller-revision-hash"
-# The controller labels each pod with the template generation it was created from; the API server counts
-# template changes (only those, unlike metadata.generation) in this DaemonSet annotation.
-GENERATION_LABEL = "pod-template-generation"
-TEMPLATE_GENERATION = "deprecated.daemonset.template.generation"
 ON_DELETE = "OnDelete"
 OBSERVE_MESSAGE = "Waiting for daemon set spec update to be observed..."
+SHOWN_NAMES = 5  # pod and node names shown per group; the counts stay exact
 
-# Counters in the order they appear in RV(status); also the "progress key" (with the generations).
+# Counters in the order they appear in RV(status); with the generations also what "progress" means.
 COUNTERS = ("desired", "current", "updated", "available", "ready", "unavailable", "misscheduled")
 _STATUS_FIELDS = {
     "desired": "desiredNumberScheduled",
@@ -40,6 +59,10 @@ _STATUS_FIELDS = {
     "unavailable": "numberUnavailable",
     "misscheduled": "numberMisscheduled",
 }
+
+# Waiting reasons a healthy pod passes through; reported only when a pod stays in them too long.
+TRANSIENT_REASONS = {"ContainerCreating", "PodInitializing", "Pending", "NotReady", "MinReadySeconds"}
+TRANSIENT_GRACE_SECONDS = 60
 
 
 def rollout_status(daemonset: Obj) -> Obj:
@@ -60,7 +83,6 @@ def rollout_status(daemonset: Obj) -> Obj:
     desired, updated, available = counters["desired"], counters["updated"], counters["available"]
     outdated = max(desired - updated, 0)
     observed = generation <= observed_generation
-
     done = False
     if not observed:
         message = OBSERVE_MESSAGE
@@ -114,25 +136,135 @@ def failure_message(
     return f"DaemonSet {namespace}/{name}: {why}. Last status: {last_message} Blockers: {blockers_summary}"
 
 
-# --- blockers ------------------------------------------------------------------------------
-
-
 def pod_is_updated(pod: Obj, daemonset: Obj, current_hash: str | None) -> bool:
     """The controller's rule: the pod's revision hash is the current one, or (when the current hash is
     unknown) the pod was created from the DaemonSet's current template generation."""
-    labels = pod["metadata"].get("labels") or {}
     if current_hash:
-        return labels.get(HASH_LABEL) == current_hash
-    template_generation = (daemonset["metadata"].get("annotations") or {}).get(TEMPLATE_GENERATION)
-    return template_generation is not None and labels.get(GENERATION_LABEL) == template_generation
+        return pod_hash(pod) == current_hash
+    template_generation = annotations(daemonset).get(TEMPLATE_GENERATION)
+    return template_generation is not None and labels(pod).get(GENERATION_LABEL) == template_generation
 
 
-# One availability rule and one grouping of pod failures, shared with ds_diagnose (module_utils/_diagnose.py).
-pod_is_available = _diagnose.pod_available
+# --- why a pod is not available ----------------------------------------------------------------
 
 
-def _first(items: list[str], limit: int) -> list[str]:
-    return sorted(items)[:limit]
+def _failure(reason: str, message: str, pod: Obj, container: Obj | None = None, last: str | None = None) -> Obj:
+    """One failure record: a container's failure, or the pod's (first image, restarts of all containers)."""
+    images = [c.get("image") for c in (pod.get("spec") or {}).get("containers") or []]
+    spec_images = {c["name"]: c.get("image") for c in (pod.get("spec") or {}).get("containers") or []}
+    if container is None:
+        return {"reason": reason, "message": message, "container": None, "image": images[0] if images else None,
+                "restarts": restarts(pod), "last_termination": last}  # fmt: skip
+    return {
+        "reason": reason,
+        "message": message,
+        "container": container.get("name"),
+        "image": container.get("image") or spec_images.get(container.get("name")),
+        "restarts": int(container.get("restartCount") or 0),
+        "last_termination": last,
+    }
+
+
+def _container_failure(pod: Obj, container: Obj) -> Obj | None:
+    """Why one container keeps its pod from being ready, or None.
+
+    A real kubelet shows a crash-looping container mostly as ``terminated`` (reason Error, the exit code) and only
+    now and then as ``waiting: CrashLoopBackOff``; a terminated container that has restarted is reported as
+    CrashLoopBackOff either way, so the verdict does not depend on the moment it is read.
+    """
+    state = container.get("state") or {}
+    waiting, terminated = state.get("waiting"), state.get("terminated")
+    if container.get("ready") or not (waiting or terminated) or (terminated or {}).get("exitCode") == 0:
+        return None
+    last = ((container.get("lastState") or {}).get("terminated") or {}).get("reason")
+    if terminated and int(container.get("restartCount") or 0) > 0:
+        code = terminated.get("exitCode")
+        detail = f"back-off restarting failed container (last exit: {terminated.get('reason') or 'Error'}"
+        return _failure("CrashLoopBackOff", f"{detail}, code {code})", pod, container, terminated.get("reason"))
+    detail = waiting or terminated
+    return _failure(detail.get("reason") or "Unknown", detail.get("message") or "", pod, container, last)
+
+
+def pod_failure(pod: Obj, now: datetime | None = None, min_ready_seconds: int = 0) -> Obj | None:
+    """Why a pod is not available: ``{reason, message, container, image, restarts, last_termination,
+    transient}``, or None.
+
+    Terminating and Unschedulable first, then container waiting reasons (ErrImagePull, CrashLoopBackOff,
+    CreateContainerConfigError ...), terminated ones, a bare "NotReady" (running, failing its readiness probe)
+    or "Pending"; a Ready pod younger than MIN_READY_SECONDS is "MinReadySeconds". ``transient`` marks states a
+    healthy pod passes through (ContainerCreating ..., MinReadySeconds) while younger than TRANSIENT_GRACE_SECONDS.
+    """
+    terminating = pod_terminating(pod)
+    status = pod.get("status") or {}
+    if pod_is_ready(pod) and not terminating:
+        if pod_available(pod, min_ready_seconds, now):
+            return None
+        failure = _failure("MinReadySeconds", f"ready, but for less than minReadySeconds ({min_ready_seconds}s)", pod)
+        return dict(failure, restarts=0, transient=True)
+    scheduled = pod_condition(pod, "PodScheduled") or {}
+    if terminating:
+        failure = _failure("Terminating", "the pod is being deleted (a NotReady node can keep it terminating)", pod)
+    elif scheduled.get("status") == "False":
+        failure = _failure(scheduled.get("reason") or "Unschedulable", scheduled.get("message") or "", pod)
+    else:
+        failures = (_container_failure(pod, c) for c in container_statuses(pod))
+        failure = next((f for f in failures if f is not None), None) or _failure(
+            "NotReady" if status.get("phase") == "Running" else "Pending",
+            (pod_condition(pod, "Ready") or {}).get("message") or status.get("message") or "",
+            pod,
+        )
+    age = seconds_between(now, parse_time(status.get("startTime") or pod["metadata"].get("creationTimestamp")))
+    failure["transient"] = failure["reason"] in TRANSIENT_REASONS and (age is None or age < TRANSIENT_GRACE_SECONDS)
+    return failure
+
+
+def group_pod_failures(
+    pods: t.Iterable[Obj],
+    events: t.Iterable[Obj] = (),
+    now: datetime | None = None,
+    limit: int = SHOWN_NAMES,
+    include_transient: bool = False,
+    min_ready_seconds: int = 0,
+) -> list[Obj]:
+    """Pods that are not available grouped by failure reason, largest group first, so 900 identical failures
+    are one entry: ``{reason, message, count, images, restarts_max, restarts_total, pods, nodes, events}`` with
+    the first LIMIT pod and node names (sorted; the counts are complete), the first pod's message and the
+    group's Warning events. Transient states are left out unless INCLUDE_TRANSIENT."""
+    groups: dict[str, Obj] = {}
+    for pod in pods:
+        failure = pod_failure(pod, now, min_ready_seconds)
+        if failure is None or (failure["transient"] and not include_transient):
+            continue
+        group = groups.setdefault(
+            failure["reason"],
+            {"reason": failure["reason"], "message": failure["message"], "count": 0, "images": [],
+             "restarts_max": 0, "restarts_total": 0, "pods": [], "nodes": set()},
+        )  # fmt: skip
+        group["count"] += 1
+        group["restarts_max"] = max(group["restarts_max"], failure["restarts"])
+        group["restarts_total"] += failure["restarts"]
+        if failure["image"] and failure["image"] not in group["images"]:
+            group["images"].append(failure["image"])
+        group["pods"].append(pod["metadata"]["name"])
+        group["nodes"].add(pod_target_node(pod) or "")
+    events = list(events)
+    result = sorted(groups.values(), key=lambda group: (-group["count"], group["reason"]))
+    for group in result:
+        group["events"] = summarize_events(events_for(events, "Pod", group["pods"]), limit=3)
+        group["pods"] = sorted(group["pods"])[:limit]
+        group["nodes"] = sorted(group["nodes"] - {""})[:limit]
+    return result
+
+
+def describe_failure_group(group: Obj) -> str:
+    """``ImagePullBackOff x900 (image x/y:1)`` or ``CrashLoopBackOff x3 (image z; restarts up to 7)``."""
+    detail = [f"image {', '.join(group['images'])}"] if group["images"] else []
+    if group["restarts_max"]:
+        detail.append(f"restarts up to {group['restarts_max']}")
+    return f"{group['reason']} x{group['count']}" + (f" ({'; '.join(detail)})" if detail else "")
+
+
+# --- what blocks a rollout -----------------------------------------------------------------------
 
 
 def rollout_blockers(
@@ -140,68 +272,56 @@ def rollout_blockers(
     pods: t.Iterable[Obj],
     events: t.Iterable[Obj],
     current_hash: str | None = None,
-    now: datetime.datetime | None = None,
-    limit: int = 5,
+    now: datetime | None = None,
+    limit: int = SHOWN_NAMES,
 ) -> Obj:
     """What keeps the rollout of DAEMONSET from finishing, from its pods and the namespace's events.
 
     PODS are the DaemonSet's pods (listed with its selector), EVENTS the namespace's Warning events; the
     events kept are those about the DaemonSet or one of PODS, newest first, grouped by reason+message.
-    Pod problems (waiting/terminated reasons, unschedulable, terminating, running but not ready, not yet
-    minReadySeconds) come from _diagnose.group_pod_failures: one entry per reason with counts, the first
-    pod's message and the first LIMIT pods and nodes. Lists of nodes are sorted and cut at LIMIT; the counts
-    are complete.
+    Pod problems come from ``group_pod_failures`` (transient states included). Lists of nodes are sorted and
+    cut at LIMIT; the counts are complete.
     """
-    now = now or datetime.datetime.now(datetime.timezone.utc)
+    now = now or utcnow()
     status = rollout_status(daemonset)
     min_ready = int((daemonset.get("spec") or {}).get("minReadySeconds") or 0)
-    pods = [pod for pod in pods if _owned(pod, daemonset)]
+    pods = owned_by(daemonset, pods)
     outdated_nodes, unavailable_nodes, unavailable = [], [], []
     for pod in pods:
-        node = (pod.get("spec") or {}).get("nodeName") or ""
-        available = pod_is_available(pod, min_ready, now)
+        node = (pod.get("spec") or {}).get("nodeName") or pod["metadata"]["name"]
+        available = pod_available(pod, min_ready, now)
         if not pod_is_updated(pod, daemonset, current_hash):
-            outdated_nodes.append(node or pod["metadata"]["name"])
+            outdated_nodes.append(node)
         elif not available:
-            unavailable_nodes.append(node or pod["metadata"]["name"])
+            unavailable_nodes.append(node)
         if not available:
             unavailable.append(pod)
     events = list(events)
-    pod_problems = _diagnose.group_pod_failures(
+    pod_problems = group_pod_failures(
         unavailable, now=now, limit=limit, include_transient=True, min_ready_seconds=min_ready
     )
-    related = _diagnose.events_for(events, "DaemonSet", [daemonset["metadata"]["name"]]) + _diagnose.events_for(
+    related = events_for(events, "DaemonSet", [daemonset["metadata"]["name"]]) + events_for(
         events, "Pod", [pod["metadata"]["name"] for pod in pods]
     )
     return {
         "summary": _summary(status, len(outdated_nodes), len(unavailable_nodes), pod_problems),
         "missing_pods": max(status["desired"] - status["current"], 0),
-        "not_updated": {"count": len(outdated_nodes), "nodes": _first(outdated_nodes, limit)},
-        "not_available": {"count": len(unavailable_nodes), "nodes": _first(unavailable_nodes, limit)},
+        "not_updated": {"count": len(outdated_nodes), "nodes": sorted(outdated_nodes)[:limit]},
+        "not_available": {"count": len(unavailable_nodes), "nodes": sorted(unavailable_nodes)[:limit]},
         "pod_problems": pod_problems[:limit],
-        "warning_events": _diagnose.summarize_events(related, limit),
+        "warning_events": summarize_events(related, limit),
     }
-
-
-def _owned(pod: Obj, daemonset: Obj) -> bool:
-    uid = daemonset["metadata"].get("uid")
-    refs = pod["metadata"].get("ownerReferences") or []
-    return not uid or any(ref.get("uid") == uid and ref.get("controller") for ref in refs)
-
-
-def _nodes(count: int) -> str:
-    return f"{count} node{'' if count == 1 else 's'}"
 
 
 def _summary(status: Obj, outdated: int, unavailable: int, problems: list[Obj]) -> str:
     parts = []
     missing = status["desired"] - status["current"]
     if missing > 0:
-        parts.append(f"{_nodes(missing)} of {status['desired']} without a pod yet")
+        parts.append(f"{plural(missing, 'node')} of {status['desired']} without a pod yet")
     if outdated:
-        parts.append(f"{_nodes(outdated)} with an outdated pod")
+        parts.append(f"{plural(outdated, 'node')} with an outdated pod")
     if unavailable:
-        parts.append(f"{_nodes(unavailable)} with an updated pod that is not available")
+        parts.append(f"{plural(unavailable, 'node')} with an updated pod that is not available")
     if problems:
-        parts.append("pods: " + ", ".join(f"{g['reason']} x{g['count']}" for g in problems))
+        parts.append("pods: " + ", ".join(f"{group['reason']} x{group['count']}" for group in problems))
     return "; ".join(parts) or "no pod-level cause found (see the counters and events)"

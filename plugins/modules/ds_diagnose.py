@@ -235,19 +235,10 @@ remediation:
       type: bool
 """
 
-import copy
-import email.utils
 import typing as t
-from datetime import datetime, timezone
 
-from ansible_collections.kubeops.daemonset.plugins.module_utils import _diagnose, _history
-from ansible_collections.kubeops.daemonset.plugins.module_utils._client import (
-    DAEMONSET_ARG_SPEC,
-    K8sError,
-    build_module,
-    run_module,
-    selector_string,
-)
+from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.diagnose import diagnose
+from ansible_collections.kubeops.daemonset.plugins.module_utils._runner import DAEMONSET_ARG_SPEC, at_least, run_module
 
 ARGUMENT_SPEC = {
     **DAEMONSET_ARG_SPEC,
@@ -261,191 +252,21 @@ ARGUMENT_SPEC = {
     "images": {"type": "dict"},
     "template": {"type": "dict"},
 }
-# Up to this many blocked nodes, one spec.nodeName-filtered pod list each; beyond, one list of all pods.
-NODE_SCOPED_LISTS = 3
-Obj = dict[str, t.Any]
+SPEC_RULES = {
+    "mutually_exclusive": [("images", "template")],
+    "required_if": [("remediate", "fixed_template", ("images", "template"), True)],
+}
 
 
-def _optional(module, what: str, call: t.Callable[[], list[Obj]]) -> list[Obj] | None:
-    """Lists that only add detail: without permission the diagnosis goes on and says what it skipped."""
-    try:
-        return call()
-    except K8sError as exc:
-        if exc.status != 403:
-            raise
-        module.warn(f"{what} not checked: {exc}")
-        return None
+def check(params: dict[str, t.Any]) -> None:
+    at_least(params, 0, "clock_skew_tolerance")
 
 
-def read_cluster(module, api) -> Obj:
-    """The objects of the diagnosis, in a constant number of list calls."""
-    namespace, name = module.params["namespace"], module.params["name"]
-    daemonset = api.require_daemonset(namespace, name)
-    server_time = api.server_date
-    selector = selector_string(daemonset["spec"]["selector"])
-    state = {
-        "daemonset": daemonset,
-        "nodes": api.list_nodes(),
-        "pods": api.list_pods(namespace, selector),
-        "events": _optional(module, "events", lambda: api.list_events(namespace, "type=Warning")) or [],
-        "revisions": _optional(module, "revisions", lambda: api.list_controller_revisions(namespace, selector)),
-        "leases": _optional(module, "node leases (clock skew)", api.list_leases) or [],
-    }
-    state["server_time"] = _rfc3339(server_time)
-    blocked = _diagnose.blocked_nodes(daemonset, state["nodes"], state["pods"], state["events"])
-    short = sorted(node for node, info in blocked.items() if any(map(_diagnose.is_resource_reason, info["reasons"])))
-    state["other_pods"] = list_pods_on(api, short)
-    return state
-
-
-def list_pods_on(api, nodes: list[str]) -> list[Obj]:
-    """Pods of every namespace on NODES (bound pods only; finished ones do not hold resources)."""
-    if not nodes:
-        return []
-    if len(nodes) <= NODE_SCOPED_LISTS:
-        return [pod for node in nodes for pod in api.list_pods(None, field_selector=f"spec.nodeName={node}")]
-    wanted = set(nodes)
-    return [p for p in api.list_pods(None) if (p.get("spec") or {}).get("nodeName") in wanted]
-
-
-def _rfc3339(http_date: str | None) -> str:
-    when = email.utils.parsedate_to_datetime(http_date) if http_date else datetime.now(timezone.utc)
-    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _merged_pods(state: Obj) -> list[Obj]:
-    seen = {p["metadata"]["uid"] for p in state["pods"]}
-    return state["pods"] + [p for p in state["other_pods"] if p["metadata"]["uid"] not in seen]
-
-
-# --- remediation -----------------------------------------------------------------------------
-
-
-def evict_blockers(module, api, state: Obj, findings: list[Obj]) -> tuple[Obj, Obj | None]:
-    nodes = {n["metadata"]["name"]: n for n in state["nodes"]}
-    blocked = sorted({n for f in findings if f["cause"] == "resource_exhaustion" for n in f["nodes"]})
-    pods = _merged_pods(state)
-    plans = [_diagnose.plan_evictions(state["daemonset"], nodes[n], pods, module.params["force"]) for n in blocked]
-    evicted, refused, gone = [], [], []
-    for plan in plans:
-        for ref in plan["evict"]:
-            namespace, name = ref.split("/", 1)
-            try:
-                api.evict_pod(namespace, name, dry_run=module.check_mode)
-                evicted.append(ref)
-            except K8sError as exc:
-                if exc.status == 404:  # deleted since it was listed: the room is free anyway
-                    gone.append(ref)
-                elif exc.status == 429:  # a PodDisruptionBudget does not allow it now
-                    refused.append({"pod": ref, "status": exc.status, "message": str(exc)})
-                else:
-                    raise
-    diff = None
-    if module._diff:
-        before = {p["node"]: sorted(_pods_on(pods, p["node"])) for p in plans}
-        diff = {
-            "before": before,
-            "after": {node: [p for p in refs if p not in evicted] for node, refs in before.items()},
-        }
-    return {"action": "evict_blockers", "evicted": evicted, "refused": refused, "gone": gone, "plans": plans}, diff
-
-
-def _pods_on(pods: list[Obj], node: str) -> list[str]:
-    return [_diagnose.pod_ref(p) for p in pods if (p.get("spec") or {}).get("nodeName") == node]
-
-
-def _patch_template(module, api, daemonset: Obj, patch: Obj, dry_run: bool) -> Obj:
-    """Conditioned on the resourceVersion read: a concurrent change fails (409) instead of being overwritten."""
-    patch = copy.deepcopy(patch)
-    patch.setdefault("metadata", {})["resourceVersion"] = daemonset["metadata"]["resourceVersion"]
-    meta = daemonset["metadata"]
-    return api.patch_daemonset(meta["namespace"], meta["name"], patch, dry_run=dry_run)
-
-
-def rollback(module, api, state: Obj, findings: list[Obj]) -> tuple[Obj, Obj | None]:
-    result: Obj = {"action": "rollback", "patched": False, "rolled_back_to": None}
-    if not any(f["cause"] == "broken_template" for f in findings):
-        result["skipped"] = "no broken_template finding"
-        return result, None
-    daemonset = state["daemonset"]
-    if state["revisions"] is None:
-        raise K8sError("rollback needs list on apps/controllerrevisions")
-    target = _diagnose.last_available_revision(daemonset, state["revisions"], state["pods"])
-    if target is None:
-        result["skipped"] = "no earlier revision whose pods are all Ready"
-        return result, None
-    plan = _history.plan_undo(daemonset, state["revisions"], int(target["revision"]))
-    result.update(rolled_back_to=plan["to_revision"], rolled_back_from=plan["rolled_back_from"], msg=plan["message"])
-    if plan["changed"]:
-        _patch_template(module, api, daemonset, _history.undo_patch(plan["target"]), dry_run=module.check_mode)
-        result.update(patched=True, predicted_revision=plan["predicted_revision"])
-    return result, {"before": plan["before"], "after": plan["after"]} if plan["changed"] else None
-
-
-def fixed_template(module, api, state: Obj) -> tuple[Obj, Obj | None]:
-    """Patch the template; a server dry run first gives the template as the server would store it (defaults
-    filled in), so an already applied fix compares equal and nothing is written."""
-    daemonset = state["daemonset"]
-    before = daemonset["spec"]["template"]
-    if module.params["template"]:
-        patch = {"spec": {"template": dict(module.params["template"], **{"$patch": "replace"})}}
-    else:
-        names = {c["name"] for c in before["spec"]["containers"]}
-        unknown = sorted(set(module.params["images"]) - names)
-        if unknown:
-            raise K8sError(f"images: no container named {', '.join(unknown)}; containers: {', '.join(sorted(names))}")
-        containers = [{"name": name, "image": image} for name, image in module.params["images"].items()]
-        patch = {"spec": {"template": {"spec": {"containers": containers}}}}
-    after = _patch_template(module, api, daemonset, patch, dry_run=True)["spec"]["template"]
-    changed = not _history.templates_equal(before, after)
-    if changed and not module.check_mode:
-        _patch_template(module, api, daemonset, patch, dry_run=False)
-    result = {"action": "fixed_template", "patched": changed, "changes": _history.template_changes(before, after)}
-    return result, {"before": before, "after": after} if changed else None
-
-
-def run(module, api) -> Obj:
-    state = read_cluster(module, api)
-    pods = _merged_pods(state)
-    daemonset = state["daemonset"]
-    findings = _diagnose.diagnose(
-        daemonset, state["nodes"], pods, state["events"], state["revisions"], state["leases"],
-        state["server_time"], module.params["clock_skew_tolerance"],
-    )  # fmt: skip
-    counters = _diagnose.counters(daemonset, state["nodes"], state["pods"], state["revisions"], state["server_time"])
-    result: Obj = {
-        "changed": False,
-        "healthy": _diagnose.is_healthy(findings),
-        "findings": findings,
-        "report": _diagnose.render_report(daemonset, findings, counters),
-        "counters": counters,
-        "server_time": state["server_time"],
-    }
-    action = module.params["remediate"]
-    if action != "none":
-        if action == "evict_blockers":
-            remediation, diff = evict_blockers(module, api, state, findings)
-            result["changed"] = bool(remediation["evicted"])
-        elif action == "rollback":
-            remediation, diff = rollback(module, api, state, findings)
-            result["changed"] = remediation["patched"]
-        else:
-            remediation, diff = fixed_template(module, api, state)
-            result["changed"] = remediation["patched"]
-        result["remediation"] = remediation
-        if diff and module._diff:
-            result["diff"] = diff
-    result["api_calls"] = api.calls
-    return result
+run = diagnose  # what main() and the action (plugins/action/ds_diagnose.py) call
 
 
 def main() -> None:
-    module = build_module(
-        ARGUMENT_SPEC,
-        mutually_exclusive=[("images", "template")],
-        required_if=[("remediate", "fixed_template", ("images", "template"), True)],
-    )
-    run_module(module, "ds_diagnose", run, errors=(_history.HistoryError,))
+    run_module(ARGUMENT_SPEC, "ds_diagnose", run, check, **SPEC_RULES)
 
 
 if __name__ == "__main__":

@@ -177,14 +177,17 @@ compare:
 
 import typing as t
 
-from ansible_collections.kubeops.daemonset.plugins.module_utils import _history
-from ansible_collections.kubeops.daemonset.plugins.module_utils._client import (
-    DAEMONSET_ARG_SPEC,
-    K8sError,
-    build_module,
-    run_module,
-    selector_string,
+from ansible_collections.kubeops.daemonset.plugins.module_utils._client import Api
+from ansible_collections.kubeops.daemonset.plugins.module_utils._history import (
+    compare_revisions,
+    find_revision,
+    history_table,
+    revision_template,
+    summarize,
 )
+from ansible_collections.kubeops.daemonset.plugins.module_utils._objects import RequestError
+from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.read import daemonset_and_revisions, pods_of
+from ansible_collections.kubeops.daemonset.plugins.module_utils._runner import DAEMONSET_ARG_SPEC, Request, run_module
 
 ARGUMENT_SPEC = {
     **DAEMONSET_ARG_SPEC,
@@ -193,50 +196,31 @@ ARGUMENT_SPEC = {
 }
 
 
-def compare_revisions(revisions: list[dict], first: int, second: int) -> dict[str, t.Any]:
-    before = _history.revision_template(_history.find_revision(revisions, first))
-    after = _history.revision_template(_history.find_revision(revisions, second))
-    return {
-        "from_revision": first,
-        "to_revision": second,
-        "diff": _history.template_diff(before, after, f"revision {first}", f"revision {second}"),
-        "changes": _history.template_changes(before, after),
-    }
+def check(params: dict[str, t.Any]) -> None:
+    if params["compare"] is not None and len(params["compare"]) != 2:
+        raise RequestError(f"compare needs exactly two revision numbers, got {params['compare']}")
 
 
-def run(module, api) -> dict[str, t.Any]:
-    params = module.params
-    namespace, name = params["namespace"], params["name"]
-    daemonset = api.require_daemonset(namespace, name)
-    selector = selector_string(daemonset["spec"]["selector"])
-    revisions = api.owned_revisions(daemonset)
-    try:
-        pods = api.list_pods(namespace, selector)
-    except K8sError as exc:
-        if exc.status != 403:
-            raise
-        module.warn(f"pod counts are unknown: {exc}")
-        pods = None
-    entries = _history.summarize(daemonset, revisions, pods)
-    current = [e["revision"] for e in entries if e["current"]]
+def run(request: Request, api: Api) -> dict[str, t.Any]:
+    params = request.params
+    daemonset, revisions = daemonset_and_revisions(api, params["namespace"], params["name"])
+    pods = api.optional(lambda: pods_of(api, daemonset), request.warnings, "pod counts are unknown")
+    entries = summarize(daemonset, revisions, pods)
+    current = [entry["revision"] for entry in entries if entry["current"]]
     result: dict[str, t.Any] = {
-        "changed": False,
         "revisions": entries,
         "current_revision": current[0] if current else None,
-        "table": _history.history_table(entries),
+        "table": history_table(entries),
     }
     if params["revision"] is not None:
-        result["template"] = _history.revision_template(_history.find_revision(revisions, params["revision"]))
+        result["template"] = revision_template(find_revision(revisions, params["revision"]))
     if params["compare"] is not None:
         result["compare"] = compare_revisions(revisions, *params["compare"])
     return result
 
 
 def main() -> None:
-    module = build_module(ARGUMENT_SPEC)
-    if module.params["compare"] is not None and len(module.params["compare"]) != 2:
-        module.fail_json(msg=f"compare needs exactly two revision numbers, got {module.params['compare']}")
-    run_module(module, "ds_history", run, errors=(_history.HistoryError,))
+    run_module(ARGUMENT_SPEC, "ds_history", run, check)
 
 
 if __name__ == "__main__":

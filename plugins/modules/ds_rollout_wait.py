@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 DOCUMENTATION = r"""
+---
 module: ds_rollout_wait
 short_description: Wait for a DaemonSet rollout with the semantics of C(kubectl rollout status)
 version_added: 0.1.0
@@ -19,8 +20,11 @@ description:
     resumes the watch when the server ends it and re-lists after watch errors and C(410 Gone). It returns within
     a fraction of a second of completion, and its API requests do not grow with the number of nodes. Pods and
     events are listed only once a wait has failed, to report what blocks it.
-  - While the task runs, the action plugin prints each new kubectl message (to standard error, so machine-readable
-    output such as the C(json) callback stays intact), like C(kubectl rollout status) does.
+  - While the task runs, each new kubectl message is printed the moment it is observed (to standard error, so
+    machine-readable output such as the C(json) callback stays intact), like C(kubectl rollout status) does. With a
+    local connection (the usual one for Kubernetes modules) the wait runs in the controller process itself: one
+    watch, no module process, no CPU while nothing happens. With another connection the module runs on that host and
+    its lines are printed when it returns.
   - "Deliberate differences from kubectl: for the C(OnDelete) strategy kubectl fails with C(rollout status is only
     available for RollingUpdate strategy type); this module reports how many pods are outdated (O(on_delete=report))
     or waits until they have been deleted and replaced (O(on_delete=wait)). kubectl's C(--timeout=0) waits forever;
@@ -72,19 +76,17 @@ options:
     default: report
   print_progress:
     description:
-      - Print each new kubectl message while the task runs (standard error). The action plugin then runs the module
-        in steps that return at each status change, one LIST and one WATCH per step, at most about one step per
-        module start-up time.
-      - V(false) waits in a single module run - one LIST and one WATCH (renewed every 300 seconds) whatever the
-        size of the cluster - and returns the same result, timeline included, at the end.
+      - Print each new kubectl message while the task runs (standard error).
+      - V(false) prints nothing; the result, timeline included, is the same.
     type: bool
     default: true
-  return_on_change_from:
+  template_generation:
     description:
-      - A RV(status) from an earlier run. The module returns (not failed, RV(outcome=changed)) as soon as the
-        status differs from it, instead of waiting for completion.
-      - The action plugin uses this to print each change while the task runs; there is no need to set it in a playbook.
-    type: dict
+      - The pod template this wait is for, as RV(kubeops.daemonset.ds_update#module:template_generation) returned it
+        (the DaemonSet's C(deprecated.daemonset.template.generation) annotation, which counts template changes).
+      - When another writer changes the template during the wait, the task fails with RV(outcome=superseded) naming
+        the template now rolling out, instead of reporting someone else's rollout as this one's.
+    type: int
 notes:
   - The timeline has one entry per change of kubectl's message, as kubectl prints them; the counters in
     RV(status) also change without a new message (for example C(ready) during C(minReadySeconds)).
@@ -142,8 +144,9 @@ rollout_complete:
 outcome:
   description:
     - Why the module returned. V(complete); V(status) (O(timeout=0)); V(on_delete) (OnDelete strategy with
-      O(on_delete=report)); V(changed) (O(return_on_change_from)); V(timeout); V(progress_deadline);
-      V(not_found); V(deleted) (the DaemonSet was deleted during the wait).
+      O(on_delete=report)); V(timeout); V(progress_deadline);
+      V(not_found); V(deleted) (the DaemonSet was deleted during the wait); V(superseded) (another writer changed the
+      pod template, see O(template_generation)).
   returned: always
   type: str
   sample: complete
@@ -297,52 +300,47 @@ blockers:
 
 import typing as t
 
-from ansible_collections.kubeops.daemonset.plugins.module_utils._client import (
+from ansible_collections.kubeops.daemonset.plugins.module_utils._client import Api
+from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.wait import RolloutWait
+from ansible_collections.kubeops.daemonset.plugins.module_utils._runner import (
     DAEMONSET_ARG_SPEC,
-    Api,
-    K8sError,
-    build_module,
+    Request,
+    at_least,
     run_module,
 )
-from ansible_collections.kubeops.daemonset.plugins.module_utils._watch import wait_for_rollout
 
 ARGUMENT_SPEC = {
     **DAEMONSET_ARG_SPEC,
     "timeout": {"type": "int", "default": 300},
     "progress_deadline": {"type": "int"},
     "on_delete": {"type": "str", "choices": ["report", "wait"], "default": "report"},
-    "print_progress": {"type": "bool", "default": True},  # read by the action plugin
-    "return_on_change_from": {"type": "dict"},
+    "print_progress": {"type": "bool", "default": True},
+    "template_generation": {"type": "int"},
 }
 
 
-def run(module, api: Api) -> dict[str, t.Any]:
-    params = module.params
-    result = wait_for_rollout(
+def check(params: dict[str, t.Any]) -> None:
+    at_least(params, 0, "timeout")
+    at_least(params, 1, "progress_deadline", "template_generation")
+
+
+def run(request: Request, api: Api) -> dict[str, t.Any]:
+    params = request.params
+    wait = RolloutWait(
         api,
         params["namespace"],
         params["name"],
-        params["timeout"],
-        params["progress_deadline"],
+        timeout=params["timeout"],
+        progress_deadline=params["progress_deadline"],
         on_delete=params["on_delete"],
-        return_on_change_from=params["return_on_change_from"],
+        template_generation=params["template_generation"],
+        on_message=(lambda status: request.say(status["message"])) if params["print_progress"] else None,
     )
-    for warning in result.pop("warnings"):
-        module.warn(warning)
-    return dict(result, changed=False)
-
-
-def api_failure(exc: K8sError) -> dict[str, t.Any]:
-    """The API error's message and its HTTP status (403, 404 ...) in ``status_code``."""
-    return {"msg": str(exc), "status_code": exc.status}
+    return wait.run()
 
 
 def main() -> None:
-    module = build_module(ARGUMENT_SPEC)
-    params = module.params
-    if params["timeout"] < 0 or (params["progress_deadline"] is not None and params["progress_deadline"] <= 0):
-        module.fail_json(msg="timeout must be >= 0 and progress_deadline > 0")
-    run_module(module, "ds_rollout_wait", run, failure=api_failure)
+    run_module(ARGUMENT_SPEC, "ds_rollout_wait", run, check)
 
 
 if __name__ == "__main__":

@@ -17,8 +17,8 @@ description:
     C(kubectl rollout undo). The revision's stored strategic-merge patch is sent to the DaemonSet; revisions are
     selected with kubectl's rules and the same error messages, which here also list the available revisions.
   - Unlike kubectl, the write is conditioned on the C(resourceVersion) that was read, so a concurrent change is
-    never overwritten unnoticed. On a conflict the module re-reads the DaemonSet and retries once (warning when
-    the spec itself changed meanwhile), then fails clearly.
+    never overwritten unnoticed. On a conflict (during a rollout the controller's status writes cause them) the
+    module reads the DaemonSet again and decides again, a few times, then fails clearly.
   - Unlike kubectl and C(kubernetes.core.k8s_rollback), it returns the revision rolled back from, the target and
     the NEW revision number the controller gives the target, read back from the cluster after the write.
     Revisions only roll forward; rolling back from 2 to 1 turns revision 1 into 3.
@@ -55,6 +55,14 @@ options:
     description: Seconds to wait with O(wait=true) before failing.
     type: int
     default: 300
+  from_template_generation:
+    description:
+      - Roll back only when the live pod template is still this one (the DaemonSet's
+        C(deprecated.daemonset.template.generation), as RV(kubeops.daemonset.ds_update#module:template_generation)
+        returns it); otherwise fail and change nothing.
+      - For an automatic rollback after a failed update, so that the rollback never undoes a change another writer
+        made meanwhile.
+    type: int
 extends_documentation_fragment:
   - kubernetes.core.k8s_auth_options
   - kubeops.daemonset.daemonset
@@ -163,20 +171,23 @@ rollout:
   description: The result of waiting for the rollout, as M(kubeops.daemonset.ds_rollout_wait) returns it.
   returned: when O(wait=true) and the rollback changed the template outside check mode
   type: dict
+revisions:
+  description: The revision history after the rollback (before it in check mode), as M(kubeops.daemonset.ds_history)
+    returns it in its RV(kubeops.daemonset.ds_history#module:revisions) (pod counts are not read).
+  returned: success
+  type: list
+  elements: dict
+table:
+  description: The C(kubectl rollout history) table after the rollback (before it in check mode).
+  returned: success
+  type: str
+  sample: "REVISION  CHANGE-CAUSE\n2         v2\n3         v1\n"
 """
 
-import time
 import typing as t
 
-from ansible_collections.kubeops.daemonset.plugins.module_utils import _history
-from ansible_collections.kubeops.daemonset.plugins.module_utils._client import (
-    DAEMONSET_ARG_SPEC,
-    Api,
-    K8sError,
-    build_module,
-    run_module,
-)
-from ansible_collections.kubeops.daemonset.plugins.module_utils._watch import wait_for_rollout
+from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.undo import undo
+from ansible_collections.kubeops.daemonset.plugins.module_utils._runner import DAEMONSET_ARG_SPEC, at_least, run_module
 
 ARGUMENT_SPEC = {
     **DAEMONSET_ARG_SPEC,
@@ -184,132 +195,19 @@ ARGUMENT_SPEC = {
     "change_cause": {"type": "str"},
     "wait": {"type": "bool", "default": False},
     "wait_timeout": {"type": "int", "default": 300},
+    "from_template_generation": {"type": "int"},
 }
 
-LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
-READ_BACK_SECONDS = 15.0
 
-Obj = dict[str, t.Any]
-
-
-def load(api: Api, namespace: str, name: str) -> tuple[Obj, list[Obj]]:
-    daemonset = api.require_daemonset(namespace, name)
-    return daemonset, api.owned_revisions(daemonset)
+def check(params: dict[str, t.Any]) -> None:
+    at_least(params, 0, "wait_timeout")
 
 
-def replan(module, api: Api, old: Obj, plan: Obj) -> tuple[Obj, Obj]:
-    """After a 409: re-read, keep the same target ControllerRevision (its number may have moved)."""
-    params = module.params
-    daemonset, revisions = load(api, params["namespace"], params["name"])
-    if daemonset["metadata"].get("generation") != old["metadata"].get("generation"):
-        module.warn("the DaemonSet's spec changed while rolling back; re-read it and retried against the new state")
-    target_name = plan["target"]["metadata"]["name"]
-    numbers = [int(rev["revision"]) for rev in revisions if rev["metadata"]["name"] == target_name]
-    if not numbers:
-        raise _history.HistoryError(
-            f"revision {plan['to_revision']} ({target_name}) disappeared while rolling back; "
-            f"{_history.describe_available(revisions)}"
-        )
-    return daemonset, _history.plan_undo(daemonset, revisions, numbers[0])
-
-
-def send(module, api: Api, daemonset: Obj, plan: Obj) -> None:
-    params = module.params
-    body = _history.undo_patch(plan["target"], daemonset["metadata"]["resourceVersion"], params["change_cause"])
-    api.patch_daemonset(params["namespace"], params["name"], body, dry_run=module.check_mode)
-
-
-def write(module, api: Api, daemonset: Obj, plan: Obj) -> Obj:
-    """Send the undo patch conditioned on the resourceVersion read; on a conflict re-plan and retry once."""
-    try:
-        send(module, api, daemonset, plan)
-        return plan
-    except K8sError as exc:
-        if exc.status != 409:
-            raise
-    daemonset, plan = replan(module, api, daemonset, plan)
-    if plan["changed"]:
-        try:
-            send(module, api, daemonset, plan)
-        except K8sError as exc:
-            if exc.status == 409:
-                raise K8sError(
-                    "the DaemonSet kept changing while rolling back (409 Conflict twice); nothing was overwritten, "
-                    f"run again: {exc}",
-                    409,
-                ) from exc
-            raise
-    return plan
-
-
-def read_back_revision(api: Api, namespace: str, target: Obj, expected: int) -> int | None:
-    """Re-read the target ControllerRevision until the controller has renumbered it (bounded)."""
-    name, before = target["metadata"]["name"], int(target["revision"])
-    if expected == before:
-        return before
-    deadline, delay = time.monotonic() + READ_BACK_SECONDS, 0.1
-    while True:
-        items = api.list_objects("controllerrevisions", namespace, field_selector=f"metadata.name={name}")["items"]
-        if items and int(items[0]["revision"]) != before:
-            return int(items[0]["revision"])
-        if time.monotonic() + delay > deadline:
-            return None
-        time.sleep(delay)
-        delay = min(delay * 2, 1.0)
-
-
-def run(module, api: Api) -> Obj:
-    params = module.params
-    namespace, name = params["namespace"], params["name"]
-    daemonset, revisions = load(api, namespace, name)
-    plan = _history.plan_undo(daemonset, revisions, params["to_revision"])
-    if plan["changed"]:
-        if LAST_APPLIED in (daemonset["metadata"].get("annotations") or {}):
-            module.warn(
-                f"daemonset {namespace}/{name} was previously managed with 'kubectl apply'; rolling back does not "
-                f"update its {LAST_APPLIED} annotation, which may cause unexpected behavior on future 'kubectl apply' "
-                "operations"
-            )
-        plan = write(module, api, daemonset, plan)
-    result: Obj = {
-        "changed": plan["changed"],
-        "msg": plan["message"],
-        "rolled_back_from": plan["rolled_back_from"],
-        "to_revision": plan["to_revision"],
-        "predicted_revision": plan["predicted_revision"],
-        "new_revision": None,
-        "changes": _history.template_changes(plan["before"], plan["after"]),
-    }
-    if module._diff:
-        result["diff"] = {
-            "before": _history.to_yaml(plan["before"]),
-            "after": _history.to_yaml(plan["after"]),
-            "before_header": f"daemonset {namespace}/{name} pod template (live)",
-            "after_header": f"daemonset {namespace}/{name} pod template (revision {plan['to_revision']})",
-        }
-    if not plan["changed"]:
-        result["new_revision"] = plan["to_revision"]
-        return result
-    if module.check_mode:
-        return result
-    result["new_revision"] = read_back_revision(api, namespace, plan["target"], plan["predicted_revision"])
-    if result["new_revision"] is None:
-        module.warn(
-            f"the controller did not renumber revision {plan['to_revision']} within {READ_BACK_SECONDS:.0f}s "
-            f"(expected {plan['predicted_revision']}); is kube-controller-manager running?"
-        )
-    if params["wait"]:
-        result["rollout"] = wait_for_rollout(api, namespace, name, params["wait_timeout"])
-        for warning in result["rollout"].pop("warnings"):
-            module.warn(warning)
-        if result["rollout"]["failed"]:
-            result["failed"] = True
-            result["msg"] = f"{plan['message']}, but the rollout did not complete: {result['rollout']['msg']}"
-    return result
+run = undo  # what main() and the action (plugins/action/ds_undo.py) call
 
 
 def main() -> None:
-    run_module(build_module(ARGUMENT_SPEC), "ds_undo", run, errors=(_history.HistoryError,))
+    run_module(ARGUMENT_SPEC, "ds_undo", run, check)
 
 
 if __name__ == "__main__":

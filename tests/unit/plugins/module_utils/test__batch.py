@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 from ansible_collections.kubeops.daemonset.plugins.module_utils import _batch as b
+from ansible_collections.kubeops.daemonset.plugins.module_utils import _objects, _placement, _template, _values
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "batch"
 WORKERS = ["kwok-worker-1", "kwok-worker-2", "kwok-worker-3"]
@@ -99,22 +100,22 @@ def test_parse_batches_rejects(batches, message):
 def test_eligible_nodes_follow_taints_and_tolerations(mixed):
     daemonset = mixed["DaemonSet"][0]
     # the control plane's taint and the test node's kubeops.test/dedicated taint are not tolerated
-    assert [n["metadata"]["name"] for n in b.eligible_nodes(daemonset, mixed["Node"])] == WORKERS
+    assert [n["metadata"]["name"] for n in _placement.eligible_nodes(daemonset, mixed["Node"])] == WORKERS
     tolerant = copy.deepcopy(daemonset)
     tolerant["spec"]["template"]["spec"]["tolerations"].append({"operator": "Exists"})
-    assert len(b.eligible_nodes(tolerant, mixed["Node"])) == 5
+    assert len(_placement.eligible_nodes(tolerant, mixed["Node"])) == 5
     pinned = copy.deepcopy(daemonset)
     pinned["spec"]["template"]["spec"]["nodeSelector"] = {"kubernetes.io/hostname": "kwok-worker-2"}
-    assert [n["metadata"]["name"] for n in b.eligible_nodes(pinned, mixed["Node"])] == ["kwok-worker-2"]
+    assert [n["metadata"]["name"] for n in _placement.eligible_nodes(pinned, mixed["Node"])] == ["kwok-worker-2"]
 
 
 def test_natural_order():
-    assert sorted(["n-10", "n-2", "n-1"], key=b.natural_key) == ["n-1", "n-2", "n-10"]
+    assert sorted(["n-10", "n-2", "n-1"], key=_values.natural_key) == ["n-1", "n-2", "n-10"]
 
 
 def test_pods_by_node_and_hashes(mixed):
     pods = by_node(mixed)
-    assert {node: b.pod_hash(pod) for node, pod in pods.items()} == {
+    assert {node: _objects.pod_hash(pod) for node, pod in pods.items()} == {
         "kwok-worker-1": OLD,
         "kwok-worker-2": NEW,
         "kwok-worker-3": NEW,
@@ -132,7 +133,7 @@ def test_pods_being_deleted_or_of_other_owners_are_ignored(mixed):
 
 
 def test_plan_new_template_all_pending(mixed):
-    nodes = b.eligible_nodes(mixed["DaemonSet"][0], mixed["Node"])
+    nodes = _placement.eligible_nodes(mixed["DaemonSet"][0], mixed["Node"])
     plan = b.plan_batches(b.parse_batches([1, "50%", "100%"]), nodes, by_node(mixed), None)
     assert plan["done"] == []
     assert [batch["nodes"] for batch in plan["batches"]] == [[WORKERS[0]], [WORKERS[1]], [WORKERS[2]]]
@@ -141,7 +142,7 @@ def test_plan_new_template_all_pending(mixed):
 
 
 def test_plan_resumes_skipping_nodes_on_the_target_revision(mixed):
-    nodes = b.eligible_nodes(mixed["DaemonSet"][0], mixed["Node"])
+    nodes = _placement.eligible_nodes(mixed["DaemonSet"][0], mixed["Node"])
     plan = b.plan_batches(b.parse_batches([1, "50%", "100%"]), nodes, by_node(mixed), NEW)
     assert plan["done"] == ["kwok-worker-2", "kwok-worker-3"]
     assert [batch["nodes"] for batch in plan["batches"]] == [[], [], ["kwok-worker-1"]]
@@ -155,7 +156,7 @@ def test_plan_finished_rollout_is_empty(mixed):
     pods = copy.deepcopy(mixed["Pod"])
     for pod in pods:
         pod["metadata"]["labels"]["controller-revision-hash"] = NEW
-    nodes = b.eligible_nodes(mixed["DaemonSet"][0], mixed["Node"])
+    nodes = _placement.eligible_nodes(mixed["DaemonSet"][0], mixed["Node"])
     plan = b.plan_batches(b.parse_batches([1, "100%"]), nodes, b.pods_by_node(mixed["DaemonSet"][0], pods), NEW)
     assert plan["pending"] == 0
     assert len(plan["done"]) == 3
@@ -320,17 +321,17 @@ def test_read_state_ignores_garbage(mixed):
 def test_template_patch(mixed):
     live = copy.deepcopy(mixed["DaemonSet"][0]["spec"]["template"])
     live["spec"]["initContainers"] = [{"name": "setup", "image": "busybox:1"}]
-    patch = b.template_patch(live, None, {"fluentd-elasticsearch": "f:2", "setup": "busybox:2"})
+    patch = _template.template_patch(live, images={"fluentd-elasticsearch": "f:2", "setup": "busybox:2"})
     assert patch == {
         "spec": {
             "containers": [{"name": "fluentd-elasticsearch", "image": "f:2"}],
             "initContainers": [{"name": "setup", "image": "busybox:2"}],
         }
     }
-    assert b.template_patch(live, None, None) is None
-    assert b.template_patch(live, {"spec": {"containers": []}}, None) == {
+    assert _template.template_patch(live) is None
+    assert _template.template_patch(live, template={"spec": {"containers": []}}) == {
         "$patch": "replace",
         "spec": {"containers": []},
     }
-    with pytest.raises(b.BatchError, match=r"no container named nope .*containers: fluentd-elasticsearch"):
-        b.template_patch(live, None, {"nope": "x"})
+    with pytest.raises(_template.TemplateError, match=r"no container named nope .*containers: fluentd-elasticsearch"):
+        _template.template_patch(live, images={"nope": "x"})

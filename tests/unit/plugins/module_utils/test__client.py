@@ -1,16 +1,19 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""_client's pure parts: label selector strings, RBAC descriptions, error translation."""
+"""_client's error translation and request timeouts, _objects' label selector strings, _rbac's descriptions."""
 
 from __future__ import annotations
 
-import json
+import time
 
 import pytest
-from ansible_collections.kubeops.daemonset.plugins.module_utils import _client
-from kubernetes.client.rest import ApiException
+from ansible_collections.kubeops.daemonset.plugins.module_utils import _client, _objects, _rbac, _transport
 
 
-def test_selector_string_keeps_values_and_operators() -> None:
+class NoTransport:
+    host = "https://k8s"
+
+
+def test_selector_query_keeps_values_and_operators() -> None:
     selector = {
         "matchLabels": {"name": "fluentd", "app": "logs"},
         "matchExpressions": [
@@ -20,25 +23,19 @@ def test_selector_string_keeps_values_and_operators() -> None:
             {"key": "legacy", "operator": "DoesNotExist"},
         ],
     }
-    assert _client.selector_string(selector) == ("app=logs,name=fluentd,tier in (a,b),env notin (dev),managed,!legacy")
+    assert _objects.selector_query(selector) == ("app=logs,name=fluentd,tier in (a,b),env notin (dev),managed,!legacy")
 
 
-def test_selector_string_empty_and_missing() -> None:
-    assert _client.selector_string({}) == ""
+def test_selector_query_empty_and_missing() -> None:
+    assert _objects.selector_query({}) == ""
     with pytest.raises(ValueError):
-        _client.selector_string(None)
-
-
-def api_error(status: int, message: str) -> ApiException:
-    error = ApiException(status=status, reason="Reason")
-    error.body = json.dumps({"kind": "Status", "message": message})
-    return error
+        _objects.selector_query(None)
 
 
 def test_forbidden_names_verb_resource_namespace_and_needed_rbac() -> None:
-    api = _client.Api(None, "ds_rollout_wait", "https://k8s")
-    error = api._error(api_error(403, 'daemonsets.apps is forbidden: User "x"'), "watch", "daemonsets", "prod", None)
-    assert error.status == 403
+    api = _client.Api(NoTransport(), "ds_rollout_wait")
+    error = api._error(403, 'daemonsets.apps is forbidden: User "x"', "watch", "daemonsets", "prod", None)
+    assert error.status == 403 and not error.transient
     message = str(error)
     assert message.startswith('forbidden: cannot watch apps/daemonsets in namespace "prod"')
     assert "ds_rollout_wait needs: get, list, watch on apps/daemonsets" in message
@@ -46,16 +43,27 @@ def test_forbidden_names_verb_resource_namespace_and_needed_rbac() -> None:
 
 
 def test_not_found_and_connection_errors() -> None:
-    api = _client.Api(None, "ds_rollout_wait", "https://k8s")
-    assert str(api._error(api_error(404, "nope"), "get", "daemonsets", "ns", "ds")) == "DaemonSet ns/ds not found"
-    assert str(api._error(ConnectionRefusedError("refused"), "list", "pods", "ns", None)) == (
-        "cannot reach the Kubernetes API at https://k8s: refused"
-    )
+    api = _client.Api(NoTransport(), "ds_rollout_wait")
+    assert str(api._error(404, "nope", "get", "daemonsets", "ns", "ds")) == "DaemonSet ns/ds not found"
+    refused = api._no_answer(_transport.TransportError("connection", "Connection refused"))
+    assert str(refused) == "cannot reach the Kubernetes API at https://k8s: Connection refused" and refused.transient
+    untrusted = api._no_answer(_transport.TransportError("tls", "the server's certificate is not trusted"))
+    assert not untrusted.transient and "check ca_cert" in str(untrusted)
+    assert api._error(503, "overloaded", "list", "pods", "ns", None).transient
+
+
+def test_requests_give_up_by_the_deadline() -> None:
+    api = _client.Api(NoTransport(), "ds_rollout_wait")
+    assert api.timeout() == _client.REQUEST_TIMEOUT
+    api.deadline = time.monotonic() + 2
+    assert api.timeout() <= 2 + _client.DEADLINE_MARGIN
+    api.deadline = time.monotonic() - 60
+    assert api.timeout() == 1.0
 
 
 def test_rbac_rules_describe_every_module() -> None:
     for module in ("ds_rollout_wait", "ds_history", "ds_undo"):
-        assert _client.describe_rules(_client.RBAC_RULES[module]["required"])
-    assert _client.describe_rules([{"apiGroups": [""], "resources": ["pods", "events"], "verbs": ["list"]}]) == (
+        assert _rbac.describe_rules(_rbac.RBAC_RULES[module]["required"])
+    assert _rbac.describe_rules([{"apiGroups": [""], "resources": ["pods", "events"], "verbs": ["list"]}]) == (
         "list on pods, events"
     )

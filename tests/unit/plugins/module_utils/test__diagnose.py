@@ -10,6 +10,13 @@ from pathlib import Path
 import pytest
 import yaml
 from ansible_collections.kubeops.daemonset.plugins.module_utils import _diagnose as d
+from ansible_collections.kubeops.daemonset.plugins.module_utils import (
+    _objects,
+    _placement,
+    _remediate,
+    _rollout,
+    _values,
+)
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 SHARED = {"kwok-control-plane", "kwok-worker-1", "kwok-worker-2", "kwok-worker-3"}
@@ -43,7 +50,7 @@ def by_cause(findings: list[dict]) -> dict[str, dict]:
 
 
 def ds_pods(x: dict) -> list[dict]:
-    return d.daemon_pods(x["daemonset"], x["pods"])
+    return _objects.owned_by(x["daemonset"], x["pods"])
 
 
 def test_every_finding_has_the_documented_shape():
@@ -148,9 +155,9 @@ def test_nine_hundred_identical_failures_read_as_one_line():
         pod["metadata"]["name"] = f"fluentd-{i:03d}"
         pod["spec"]["nodeName"] = f"node-{i:03d}"
         pods.append(pod)
-    [group] = d.group_pod_failures(pods)
-    assert group["count"] == 900 and len(group["pods"]) == d.EXAMPLES
-    assert d.describe_failure_group(group).startswith(f"{group['reason']} x900 (image ")
+    [group] = _rollout.group_pod_failures(pods)
+    assert group["count"] == 900 and len(group["pods"]) == _rollout.SHOWN_NAMES
+    assert _rollout.describe_failure_group(group).startswith(f"{group['reason']} x900 (image ")
 
 
 def test_transient_states_are_not_failures():
@@ -159,8 +166,8 @@ def test_transient_states_are_not_failures():
     pod["status"]["conditions"] = [c for c in pod["status"]["conditions"] if c["type"] != "Ready"]
     pod["status"]["containerStatuses"][0].update(ready=False, state={"waiting": {"reason": "ContainerCreating"}})
     pod["status"]["startTime"] = x["server_time"]
-    assert d.pod_failure(pod, d.parse_time(x["server_time"]))["transient"]
-    assert d.group_pod_failures([pod], now=d.parse_time(x["server_time"])) == []
+    assert _rollout.pod_failure(pod, _values.parse_time(x["server_time"]))["transient"]
+    assert _rollout.group_pod_failures([pod], now=_values.parse_time(x["server_time"])) == []
 
 
 def test_not_ready_node_outside_desired_is_a_warning():
@@ -216,7 +223,7 @@ def test_clock_skew_from_lease_and_ready_times():
 
 def test_lease_offsets_of_synchronised_nodes_are_below_a_second():
     x = load("healthy")
-    offsets = d.lease_offsets(x["leases"], d.parse_time(x["server_time"]))
+    offsets = d.lease_offsets(x["leases"], _values.parse_time(x["server_time"]))
     assert set(offsets) == {"kwok-control-plane", "kwok-worker-1", "kwok-worker-2", "kwok-worker-3"}
     assert all(0 <= offset < 1.5 for offset in offsets.values())
 
@@ -271,14 +278,14 @@ def test_node_placement(spec, should_run):
         node["spec"]["taints"] = [{"key": "x", "value": "b", "effect": "NoSchedule"}]
     ds = x["daemonset"]
     ds["spec"]["template"]["spec"].update(spec)
-    assert d.node_placement(ds, node)["should_run"] is should_run
+    assert _placement.node_placement(ds, node)["should_run"] is should_run
 
 
 def test_unschedulable_cordon_is_tolerated_like_the_controller_does():
     x = load("healthy")
     node = next(n for n in x["nodes"] if n["metadata"]["name"] == "kwok-worker-1")
     node["spec"]["taints"] = [{"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}]
-    assert d.node_placement(x["daemonset"], node)["should_run"]
+    assert _placement.node_placement(x["daemonset"], node)["should_run"]
 
 
 @pytest.mark.parametrize(("value", "expected"), [
@@ -286,13 +293,13 @@ def test_unschedulable_cordon_is_tolerated_like_the_controller_does():
     ("0.5", 0.5), ("110", 110.0), (2, 2.0),
 ])  # fmt: skip
 def test_parse_quantity(value, expected):
-    assert d.parse_quantity(value) == pytest.approx(expected)
+    assert _values.parse_quantity(value) == pytest.approx(expected)
 
 
 def test_plan_evictions_picks_the_hog():
     x = load("insufficient_cpu")
     tiny = next(n for n in x["nodes"] if n["status"]["allocatable"]["cpu"] == "1")
-    plan = d.plan_evictions(x["daemonset"], tiny, x["pods"])
+    plan = _remediate.plan_evictions(x["daemonset"], tiny, x["pods"])
     assert [ref.split("/")[1][:4] for ref in plan["evict"]] == ["hog-"]
     assert plan["fits_after"] and not plan["fits_now"]
     assert plan["need"]["cpu"] == "500m" and plan["free"]["cpu"] == "200m"
@@ -303,12 +310,12 @@ def test_plan_evictions_needs_force_for_bare_pods_and_never_takes_daemon_or_mirr
     tiny = next(n for n in x["nodes"] if n["status"]["allocatable"]["cpu"] == "1")
     hog = next(p for p in x["pods"] if p["metadata"]["name"].startswith("hog-"))
     hog["metadata"]["ownerReferences"] = []
-    plan = d.plan_evictions(x["daemonset"], tiny, x["pods"])
+    plan = _remediate.plan_evictions(x["daemonset"], tiny, x["pods"])
     assert plan["evict"] == [] and not plan["fits_after"]
     assert plan["skipped"][0]["pod"].endswith(hog["metadata"]["name"])
-    assert d.plan_evictions(x["daemonset"], tiny, x["pods"], force=True)["evict"] == [d.pod_ref(hog)]
-    hog["metadata"]["annotations"] = {d.MIRROR_ANNOTATION: "x"}
-    assert d.plan_evictions(x["daemonset"], tiny, x["pods"], force=True)["evict"] == []
+    assert _remediate.plan_evictions(x["daemonset"], tiny, x["pods"], force=True)["evict"] == [_objects.ref(hog)]
+    hog["metadata"]["annotations"] = {_objects.MIRROR_ANNOTATION: "x"}
+    assert _remediate.plan_evictions(x["daemonset"], tiny, x["pods"], force=True)["evict"] == []
 
 
 def test_plan_evictions_prefers_one_large_pod_over_many_small_ones():
@@ -322,16 +329,16 @@ def test_plan_evictions_prefers_one_large_pod_over_many_small_ones():
         pod["metadata"].update(name=f"small-{i}", uid=f"small-{i}")
         pod["spec"]["containers"][0]["resources"]["requests"]["cpu"] = "100m"
         small.append(pod)
-    plan = d.plan_evictions(x["daemonset"], tiny, x["pods"] + small)
+    plan = _remediate.plan_evictions(x["daemonset"], tiny, x["pods"] + small)
     assert len(plan["evict"]) == 1 and plan["evict"][0].endswith(hog["metadata"]["name"])
 
 
 def test_rollback_target_is_the_last_revision_whose_pods_are_ready():
     x = load("bad_image")
-    target = d.last_available_revision(x["daemonset"], x["revisions"], x["pods"])
+    target = _remediate.last_available_revision(x["daemonset"], x["revisions"], x["pods"])
     assert target["revision"] == 1
     x = load("healthy")
-    assert d.last_available_revision(x["daemonset"], x["revisions"], x["pods"]) is None  # one revision only
+    assert _remediate.last_available_revision(x["daemonset"], x["revisions"], x["pods"]) is None  # one revision only
 
 
 def test_rollback_target_skips_an_intermediate_revision_without_pods():
@@ -342,11 +349,11 @@ def test_rollback_target_skips_an_intermediate_revision_without_pods():
     newer["revision"] = 3  # the live template's newest revision; 2 keeps the same template but no pod
     live["metadata"]["name"] += "x"
     live["metadata"]["labels"]["controller-revision-hash"] += "x"
-    target = d.last_available_revision(x["daemonset"], [*x["revisions"], newer], x["pods"])
+    target = _remediate.last_available_revision(x["daemonset"], [*x["revisions"], newer], x["pods"])
     assert target["revision"] == 1
     # once every pod runs the live revision, the newest other revision is the best guess
     pods = [p for p in x["pods"] if "does-not-exist" in p["spec"]["containers"][0]["image"]]
-    assert d.last_available_revision(x["daemonset"], [*x["revisions"], newer], pods)["revision"] == 2
+    assert _remediate.last_available_revision(x["daemonset"], [*x["revisions"], newer], pods)["revision"] == 2
 
 
 def test_report_is_a_short_table():

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 from ansible_collections.kubeops.daemonset.plugins.module_utils import _history as h
+from ansible_collections.kubeops.daemonset.plugins.module_utils import _objects, _template
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 NAME = "fluentd-elasticsearch"
@@ -49,11 +50,11 @@ def test_overlapping_selector_twin_is_filtered_by_owner_uid():
     twin = load("04-twin-overlapping-selector", "fluentd-twin")[0]
     # the twin's revision carries the same selector label: only the ownerReference tells them apart
     assert len(revisions) == 4
-    assert all(h.selector_matches(ds["spec"]["selector"], r["metadata"]["labels"]) for r in revisions)
+    assert all(_objects.selector_matches(ds["spec"]["selector"], r["metadata"]["labels"]) for r in revisions)
     assert numbers(h.owned_revisions(ds, revisions)) == [2, 3, 4]
     assert [r["metadata"]["name"] for r in h.owned_revisions(twin, revisions)] == ["fluentd-twin-7d8f45fbdc"]
-    assert len(h.owned_by(ds, pods)) == 3
-    assert len(h.owned_by(twin, pods)) == 3
+    assert len(_objects.owned_by(ds, pods)) == 3
+    assert len(_objects.owned_by(twin, pods)) == 3
 
 
 def test_selector_must_match_too():
@@ -79,7 +80,7 @@ def test_selector_must_match_too():
     ],
 )
 def test_selector_matches(selector, labels, expected):
-    assert h.selector_matches(selector, labels) is expected
+    assert _objects.selector_matches(selector, labels) is expected
 
 
 # --- templates and summary -----------------------------------------------------------------
@@ -99,8 +100,8 @@ def test_live_template_equals_its_revision_after_server_defaulting():
         ds, revisions, _pods = load(stage)
         owned = h.owned_revisions(ds, revisions)
         assert h.current_revision(ds, owned) is owned[-1], stage
-        assert h.templates_equal(ds["spec"]["template"], h.revision_template(owned[-1]))
-        assert not h.templates_equal(ds["spec"]["template"], h.revision_template(owned[0]))
+        assert _template.templates_equal(ds["spec"]["template"], h.revision_template(owned[-1]))
+        assert not _template.templates_equal(ds["spec"]["template"], h.revision_template(owned[0]))
 
 
 def test_templates_equal_is_semantic():
@@ -109,10 +110,10 @@ def test_templates_equal_is_semantic():
     reordered = dict(reversed(list(copy.deepcopy(live).items())))
     reordered["metadata"]["creationTimestamp"] = None
     reordered["$patch"] = "replace"
-    assert h.templates_equal(live, reordered)
+    assert _template.templates_equal(live, reordered)
     changed = copy.deepcopy(live)
     changed["spec"]["containers"][0]["image"] = "other"
-    assert not h.templates_equal(live, changed)
+    assert not _template.templates_equal(live, changed)
 
 
 def test_current_revision_none_before_the_controller_records_it():
@@ -204,13 +205,13 @@ def test_select_previous_with_one_revision():
 def test_template_diff_and_changes_between_revisions():
     revs = owned("01-updated-v2")
     first, second = (h.revision_template(r) for r in revs)
-    diff = h.template_diff(first, second, "revision 1", "revision 2")
+    diff = _template.template_diff(first, second, "revision 1", "revision 2")
     assert diff.startswith("--- revision 1\n+++ revision 2\n")
     assert f"-  - image: {V252}\n" in diff
     assert f"+  - image: {V260}\n" in diff
     assert "+      requests:\n" in diff
-    assert h.template_diff(first, first, "a", "b") == ""
-    assert h.template_changes(first, second) == [
+    assert _template.template_diff(first, first, "a", "b") == ""
+    assert _template.template_changes(first, second) == [
         {"path": "spec.containers[name=fluentd-elasticsearch].image", "before": V252, "after": V260},
         {"path": "spec.containers[name=fluentd-elasticsearch].resources", "before": {}, "after": None},
         {
@@ -234,14 +235,14 @@ def test_template_diff_and_changes_between_revisions():
 def test_changes_on_unnamed_lists_use_indexes():
     before = {"spec": {"args": ["a", "b"]}}
     after = {"spec": {"args": ["a", "c", "d"]}}
-    assert h.template_changes(before, after) == [
+    assert _template.template_changes(before, after) == [
         {"path": "spec.args[1]", "before": "b", "after": "c"},
         {"path": "spec.args[2]", "before": None, "after": "d"},
     ]
 
 
 def test_to_yaml_sorted_block_style():
-    assert h.to_yaml({"b": 1, "a": {"c": [1]}}) == "a:\n  c:\n  - 1\nb: 1\n"
+    assert _template.to_yaml({"b": 1, "a": {"c": [1]}}) == "a:\n  c:\n  - 1\nb: 1\n"
 
 
 # --- undo ----------------------------------------------------------------------------------
@@ -281,7 +282,7 @@ def test_plan_matches_what_the_controller_did():
     ds1, revisions1, _pods = load("01-updated-v2")
     ds2, revisions2, _pods = load("02-undone-to-1")
     plan = h.plan_undo(ds1, revisions1, 1)
-    assert h.templates_equal(plan["after"], ds2["spec"]["template"])
+    assert _template.templates_equal(plan["after"], ds2["spec"]["template"])
     reused = h.find_revision(h.owned_revisions(ds2, revisions2), plan["predicted_revision"])
     assert reused["metadata"]["name"] == plan["target"]["metadata"]["name"]
 

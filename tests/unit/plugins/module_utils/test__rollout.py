@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from ansible_collections.kubeops.daemonset.plugins.module_utils import _history, _rollout
+from ansible_collections.kubeops.daemonset.plugins.module_utils import _history, _objects, _rollout
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "rollout"
 NAME = "fluentd-elasticsearch"
@@ -145,10 +145,10 @@ def test_updated_by_hash_agrees_with_template_generation(stage: str) -> None:
 def test_available_counts_min_ready_seconds() -> None:
     fixture = load("min-ready-seconds")
     since = ready_since(fixture["pods"])
-    assert not any(_rollout.pod_is_available(p, 600, since) for p in fixture["pods"])
+    assert not any(_objects.pod_available(p, 600, since) for p in fixture["pods"])
     later = since + datetime.timedelta(seconds=601)
-    assert all(_rollout.pod_is_available(p, 600, later) for p in fixture["pods"])
-    assert all(_rollout.pod_is_available(p, 0, since) for p in fixture["pods"])
+    assert all(_objects.pod_available(p, 600, later) for p in fixture["pods"])
+    assert all(_objects.pod_available(p, 0, since) for p in fixture["pods"])
 
 
 # --- blockers -----------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""_watch's list+watch loop against a scripted API (real DaemonSet objects from the rollout fixtures).
+"""_watch's list+watch loop and _ops.wait's rollout wait against a scripted API (real DaemonSet objects from the
+rollout fixtures).
 
 The integration tests run the same code against the real cluster; these pin down the paths a live cluster
 rarely takes on demand: 410 Gone, a stream the server ends, transient errors, deletion, the deadlines.
@@ -14,6 +15,7 @@ import pytest
 import yaml
 from ansible_collections.kubeops.daemonset.plugins.module_utils import _watch
 from ansible_collections.kubeops.daemonset.plugins.module_utils._client import Api, K8sError
+from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.wait import RolloutWait
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "rollout"
 
@@ -40,6 +42,7 @@ class ScriptedApi:
     def __init__(self, clock: Clock, lists: list, watches: list, step: float = 1.0) -> None:
         self.clock, self.lists, self.watches, self.step = clock, lists, watches, step
         self.calls: list[tuple] = []
+        self.deadline = None
 
     def list_objects(self, resource, namespace, label_selector=None, field_selector=None):
         self.calls.append(("list", field_selector))
@@ -48,12 +51,11 @@ class ScriptedApi:
             raise answer
         return {"metadata": {"resourceVersion": answer[0]}, "items": answer[1]}
 
-    # what a failed wait lists for its report: nothing here (the rollout tests cover the report)
-    def list_controller_revisions(self, namespace, label_selector):
+    # what a wait lists for its result and a failed wait for its report: nothing here (the rollout tests cover it)
+    def list_items(self, resource, namespace, label_selector=None, field_selector=None):
         return []
 
-    list_pods = list_events = list_controller_revisions
-    owned_revisions = Api.owned_revisions  # the real lookup over the scripted lists
+    optional = Api.optional  # the real rule over the scripted lists
 
     def watch(self, resource, namespace, name, resource_version, timeout_seconds):
         self.calls.append(("watch", resource_version, timeout_seconds))
@@ -129,7 +131,7 @@ def test_deleted_and_missing_objects_are_reported_as_none() -> None:
 def test_transient_errors_relist_and_persistent_ones_are_raised() -> None:
     clock = Clock()
     ds = daemonset("complete", "5")
-    api = ScriptedApi(clock, lists=[K8sError("connection refused"), ("5", [ds])], watches=[])
+    api = ScriptedApi(clock, lists=[K8sError("connection refused", transient=True), ("5", [ds])], watches=[])
     assert _watch.watch_until(api, "daemonsets", "ns", "ds", lambda obj: True, lambda: 99.0, clock)
     forbidden = ScriptedApi(clock, lists=[("5", [ds])], watches=[K8sError("forbidden: cannot watch", 403)])
     with pytest.raises(K8sError, match="forbidden"):
@@ -138,7 +140,7 @@ def test_transient_errors_relist_and_persistent_ones_are_raised() -> None:
 
 def test_a_transient_error_lasting_past_the_deadline_is_raised() -> None:
     clock = Clock()
-    api = ScriptedApi(clock, lists=[K8sError("connection refused")], watches=[])
+    api = ScriptedApi(clock, lists=[K8sError("connection refused", transient=True)], watches=[])
     with pytest.raises(K8sError, match="connection refused"):
         _watch.watch_until(api, "daemonsets", "ns", "ds", states([]), lambda: 0.0, clock)
 
@@ -155,48 +157,44 @@ def test_wait_for_rollout_progress_deadline_and_timeline() -> None:
     assert clock.now == 15  # progress at 5s moved the deadline from 10s to 15s
 
 
-def test_wait_for_rollout_return_on_change_from() -> None:
+def test_an_untrusted_certificate_is_not_retried() -> None:
     clock = Clock()
-    before, after = daemonset("bad-image", "1"), daemonset("complete", "2")
-    status = wait_for(ScriptedApi(clock, [("1", [before])], []), clock, timeout=0)["status"]
-    api = ScriptedApi(clock, lists=[("1", [before])], watches=[[{"type": "MODIFIED", "object": before}], []])
-    result = wait_for(api, clock, timeout=30, return_on_change_from=status)
-    assert result["outcome"] == "timeout"  # unchanged: no early return
-    changed = ScriptedApi(clock, lists=[("1", [after])], watches=[])
-    result = wait_for(changed, clock, timeout=30, return_on_change_from=status)
-    assert result["outcome"] == "complete" and result["rollout_complete"]
+    api = ScriptedApi(clock, lists=[K8sError("cannot connect: the server's certificate is not trusted")], watches=[])
+    with pytest.raises(K8sError, match="not trusted"):
+        _watch.watch_until(api, "daemonsets", "ns", "ds", states([]), lambda: 99.0, clock)
+    assert len(api.calls) == 1
 
 
-def test_a_progress_step_collects_changes_until_progress_step() -> None:
+def test_each_new_message_is_reported_as_it_is_observed_in_one_watch() -> None:
     clock = Clock()
     before = daemonset("bad-image", "1")
-    status = wait_for(ScriptedApi(clock, [("1", [before])], []), clock, timeout=0)["status"]
-    first, second = daemonset("bad-image", "2"), daemonset("crashloop", "3")
+    first, done = daemonset("bad-image", "2"), daemonset("complete", "3")
     first["status"]["updatedNumberScheduled"] = 2  # kubectl's message changes
-    second["status"]["updatedNumberScheduled"] = 3
-    first_watch = [{"type": "MODIFIED", "object": first}]  # the change shortens the deadline: a new watch
-    second_watch = [{"type": "MODIFIED", "object": obj} for obj in (second, second)]
-    api = ScriptedApi(clock, lists=[("1", [before])], watches=[first_watch, second_watch], step=1)
-    clock.now = 0.0
-    result = wait_for(api, clock, timeout=30, return_on_change_from=status)
-    assert result["outcome"] == "changed" and not result["failed"]
-    assert clock.now == _watch.PROGRESS_STEP  # not at the first change: one module run carries both
-    assert len(result["timeline"]) == 3  # the unchanged first state, then both changes
+    repeated = daemonset("bad-image", "4")
+    repeated["status"]["updatedNumberScheduled"] = 2  # the same message again: not reported twice
+    events = [{"type": "MODIFIED", "object": obj} for obj in (first, repeated, done)]
+    api = ScriptedApi(clock, lists=[("1", [before])], watches=[events])
+    said: list[tuple[float, str]] = []
+    result = wait_for(api, clock, timeout=300, on_message=lambda status: said.append((clock.now, status["message"])))
+    assert result["outcome"] == "complete" and result["rollout_complete"]
+    assert [when for when, _message in said] == [0, 1, 3]  # each line the moment its event arrives
+    assert [entry["message"] for entry in result["timeline"]] == [message for _when, message in said]
+    assert [call[0] for call in api.calls] == ["list", "watch"]  # one list and one watch for the whole wait
 
 
-def test_a_change_followed_by_silence_returns_after_progress_step() -> None:
+def test_another_writers_template_supersedes_the_wait() -> None:
     clock = Clock()
-    before = daemonset("bad-image", "1")
-    status = wait_for(ScriptedApi(clock, [("1", [before])], []), clock, timeout=0)["status"]
-    moved = daemonset("bad-image", "2")
-    moved["status"]["updatedNumberScheduled"] = 2
-    api = ScriptedApi(clock, lists=[("1", [before])], watches=[[{"type": "MODIFIED", "object": moved}], []])
-    clock.now = 0.0
-    result = wait_for(api, clock, timeout=300, return_on_change_from=status)
-    assert result["outcome"] == "changed"
-    assert api.calls[-1] == ("watch", "2", 2)  # watched again with the step's remaining time, not 300s
-    assert clock.now == 1 + 2
+    ours = daemonset("bad-image", "1")
+    ours["metadata"].setdefault("annotations", {})["deprecated.daemonset.template.generation"] = "2"
+    theirs = copy.deepcopy(ours)
+    theirs["metadata"]["annotations"]["deprecated.daemonset.template.generation"] = "3"
+    theirs["metadata"]["resourceVersion"] = "2"
+    api = ScriptedApi(clock, lists=[("1", [ours])], watches=[[{"type": "MODIFIED", "object": theirs}]])
+    result = wait_for(api, clock, timeout=300, template_generation=2)
+    assert result["failed"] and result["outcome"] == "superseded"
+    assert "changed by another writer during the wait (template generation 3, this wait was for 2)" in result["msg"]
 
 
 def wait_for(api: ScriptedApi, clock: Clock, **kwargs) -> dict:
-    return _watch.wait_for_rollout(api, "ns", "ds", clock=clock, **kwargs)
+    kwargs.setdefault("on_delete", "report")
+    return RolloutWait(api, "ns", "ds", clock=clock, **kwargs).run()

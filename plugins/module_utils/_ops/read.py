@@ -1,0 +1,32 @@
+# Copyright (c) kubeops.daemonset contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The reads every operation starts from: a DaemonSet with its revisions, and its pods.
+
+Floor 2 (I/O).
+"""
+
+from __future__ import annotations
+
+from ansible_collections.kubeops.daemonset.plugins.module_utils._client import Api
+from ansible_collections.kubeops.daemonset.plugins.module_utils._history import owned_revisions
+from ansible_collections.kubeops.daemonset.plugins.module_utils._objects import Obj, owned_by, selector_query
+
+
+def revisions_of(api: Api, daemonset: Obj) -> list[Obj]:
+    """The DaemonSet's ControllerRevisions as kubectl finds them (its selector, then its owner UID), ascending."""
+    selector, namespace = selector_query(daemonset["spec"]["selector"]), daemonset["metadata"]["namespace"]
+    return owned_revisions(daemonset, api.list_items("controllerrevisions", namespace, selector))
+
+
+def daemonset_and_revisions(api: Api, namespace: str, name: str) -> tuple[Obj, list[Obj]]:
+    """The DaemonSet (K8sError 404 naming what exists when it is missing) and its revisions."""
+    daemonset = api.require_daemonset(namespace, name)
+    return daemonset, revisions_of(api, daemonset)
+
+
+def pods_of(api: Api, daemonset: Obj) -> list[Obj]:
+    """The DaemonSet's pods (its selector, then its owner UID)."""
+    selector = selector_query(daemonset["spec"]["selector"])
+    return owned_by(daemonset, api.list_items("pods", daemonset["metadata"]["namespace"], selector))

@@ -1,0 +1,171 @@
+# Copyright (c) kubeops.daemonset contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Waiting for a DaemonSet rollout: one list+watch of the DaemonSet, kubectl's done rule and messages.
+
+Pods, events and revisions are read only once a wait has ended (the revision) or failed (what blocks it), so
+the requests of a wait depend on time, never on the number of nodes.
+
+Floor 2 (I/O sequence).
+"""
+
+from __future__ import annotations
+
+import time
+import typing as t
+
+from ansible_collections.kubeops.daemonset.plugins.module_utils._client import Api
+from ansible_collections.kubeops.daemonset.plugins.module_utils._history import (
+    current_revision,
+    revision_hash,
+    revision_ref,
+)
+from ansible_collections.kubeops.daemonset.plugins.module_utils._objects import (
+    TEMPLATE_GENERATION,
+    Obj,
+    annotations,
+    selector_query,
+)
+from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.read import revisions_of
+from ansible_collections.kubeops.daemonset.plugins.module_utils._rollout import (
+    ON_DELETE,
+    failure_message,
+    progress_key,
+    rollout_blockers,
+    rollout_status,
+)
+from ansible_collections.kubeops.daemonset.plugins.module_utils._values import rfc3339, utcnow
+from ansible_collections.kubeops.daemonset.plugins.module_utils._watch import watch_until
+
+FAILED_OUTCOMES = ("timeout", "progress_deadline", "not_found", "deleted", "superseded")
+
+
+def template_generation(daemonset: Obj) -> int | None:
+    """How many times the API server has seen the pod template change (it counts template changes only)."""
+    value = annotations(daemonset).get(TEMPLATE_GENERATION)
+    return int(value) if value is not None else None
+
+
+def _images(daemonset: Obj) -> str:
+    containers = ((daemonset["spec"]["template"].get("spec") or {}).get("containers")) or []
+    return ", ".join(f"{c['name']}={c.get('image')}" for c in containers)
+
+
+class RolloutWait:
+    """One wait for the rollout of DaemonSet NAMESPACE/NAME.
+
+    TIMEOUT: seconds to wait in all (0: read the status once). PROGRESS_DEADLINE: seconds without any counter
+    moving (``_rollout.progress_key``) before giving up early. ON_DELETE: ``wait`` (OnDelete DaemonSets are waited
+    for like any other) or ``report`` (return at once). TEMPLATE_GENERATION: the template this wait is for (what
+    a write of the caller produced); when another writer changes the template meanwhile the wait fails as
+    ``superseded`` instead of reporting someone else's rollout as its own. ON_MESSAGE(status) is called with each
+    new kubectl message, as it is observed.
+    """
+
+    def __init__(self, api: Api, namespace: str, name: str, *, timeout: float, on_delete: str,
+                 progress_deadline: float | None = None, template_generation: int | None = None,
+                 on_message: t.Callable[[Obj], None] | None = None,
+                 clock: t.Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+        self.api, self.namespace, self.name = api, namespace, name
+        self.timeout, self.progress_deadline, self.on_delete = timeout, progress_deadline, on_delete
+        self.expected_generation, self.on_message, self.clock = template_generation, on_message, clock
+        self.start = self.progress_at = clock()
+        self.timeline: list[Obj] = []
+        self.daemonset: Obj | None = None
+        self.status: Obj | None = None
+        self.outcome: str | None = None
+
+    def deadline(self) -> float:
+        end = self.start + self.timeout
+        return min(end, self.progress_at + self.progress_deadline) if self.progress_deadline else end
+
+    def _observe(self, daemonset: Obj | None) -> bool:
+        """Take one state of the DaemonSet; True when the wait is over (``outcome`` says why)."""
+        if daemonset is None:
+            self.outcome = "deleted" if self.daemonset is not None else "not_found"
+            return True
+        status, previous = rollout_status(daemonset), self.status
+        if previous is None or progress_key(status) != progress_key(previous):
+            self.progress_at = self.clock()
+        if previous is None or status["message"] != previous["message"]:
+            self.timeline.append({"time": rfc3339(utcnow(), milliseconds=True), "message": status["message"]})
+            if self.on_message:
+                self.on_message(status)
+        self.daemonset, self.status = daemonset, status
+        generation = template_generation(daemonset)
+        if self.expected_generation is not None and generation is not None and generation != self.expected_generation:
+            self.outcome = "superseded"
+        elif status["done"]:
+            self.outcome = "complete"
+        elif status["strategy"] == ON_DELETE and self.on_delete == "report":
+            self.outcome = "on_delete"
+        elif self.timeout <= 0:
+            self.outcome = "status"
+        return self.outcome is not None
+
+    def run(self) -> Obj:
+        """Wait; the result for exit_json/fail_json (see the RETURN of ds_rollout_wait)."""
+        if not watch_until(self.api, "daemonsets", self.namespace, self.name, self._observe, self.deadline, self.clock):
+            overall = self.clock() >= self.start + self.timeout
+            self.outcome = "timeout" if overall or not self.progress_deadline else "progress_deadline"
+        self.api.deadline = None  # the report's reads get their own time
+        return self._result()
+
+    def _result(self) -> Obj:
+        status = self.status
+        result: Obj = {
+            "failed": self.outcome in FAILED_OUTCOMES,
+            "rollout_complete": self.outcome == "complete",
+            "outcome": self.outcome,
+            "status": {key: value for key, value in status.items() if key != "done"} if status else None,
+            "message": status["message"] if status else None,
+            "timeline": self.timeline,
+            "elapsed": round(self.clock() - self.start, 3),
+            "revision": None,
+            "warnings": [],
+        }
+        what = f"DaemonSet {self.namespace}/{self.name}"
+        if self.outcome == "not_found":
+            return dict(result, msg=f"{what} not found")
+        if self.outcome == "deleted":
+            return dict(result, msg=f"{what} was deleted while waiting for its rollout (object has been deleted)")
+        revisions = self.api.optional(lambda: revisions_of(self.api, self.daemonset), result["warnings"],
+                                      "revision not reported")  # fmt: skip
+        current = current_revision(self.daemonset, revisions) if revisions is not None else None
+        result["revision"] = revision_ref(current)
+        if self.outcome == "superseded":
+            result["msg"] = (
+                f"{what}: the pod template was changed by another writer during the wait (template generation "
+                f"{template_generation(self.daemonset)}, this wait was for {self.expected_generation}); the rollout "
+                f"running now ({_images(self.daemonset)}) is not the one waited for"
+            )
+        elif self.outcome == "on_delete" and status["outdated"]:
+            result["msg"] = (
+                f"{what} uses the OnDelete strategy: {status['outdated']} of {status['desired']} pods are outdated "
+                "and are replaced only when deleted"
+            )
+        elif self.outcome in ("timeout", "progress_deadline"):
+            result["blockers"] = self._blockers(revision_hash(current) if current else None)
+            result["msg"] = failure_message(self.namespace, self.name, self.outcome, self.timeout,
+                                            self.progress_deadline, status["message"],
+                                            result["blockers"]["summary"])  # fmt: skip
+        return result
+
+    def _blockers(self, current_hash: str | None) -> Obj:
+        """What blocks the rollout, from its pods and Warning events, read now that the wait has failed."""
+        errors: list[str] = []
+        selector = selector_query(self.daemonset["spec"]["selector"])
+        pods = self.api.optional(lambda: self.api.list_items("pods", self.namespace, selector), errors,
+                                 best_effort=True)  # fmt: skip
+        events = self.api.optional(lambda: self.api.list_items("events", self.namespace, field_selector="type=Warning"),
+                                   errors, best_effort=True)  # fmt: skip
+        blockers = rollout_blockers(self.daemonset, pods or [], events or [], current_hash)
+        if not self.status["observed"]:
+            blockers["summary"] = (
+                f"the DaemonSet controller has not observed generation {self.status['generation']} (observed "
+                f"{self.status['observed_generation']}): is kube-controller-manager running?; " + blockers["summary"]
+            )
+        if errors:
+            blockers["errors"] = errors
+        return blockers

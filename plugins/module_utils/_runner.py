@@ -1,0 +1,116 @@
+# Copyright (c) kubeops.daemonset contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Running one of the collection's operations for a task, the same way whether it runs as an Ansible module (in
+its own process, where the connection puts it) or in the controller process (``plugin_utils/_controller``).
+
+A module gives its ``ARGUMENT_SPEC`` (the auth options of kubernetes.core are added here), its ``SPEC_RULES``
+(mutually_exclusive, required_if ...) and ``run(request, api) -> result``. ``execute`` connects, runs it and
+turns every error the collection knows into a failed result with a message a person can act on.
+
+Floor 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing as t
+
+from ansible_collections.kubeops.daemonset.plugins.module_utils._client import Api, ClientMissing, K8sError, connect
+from ansible_collections.kubeops.daemonset.plugins.module_utils._objects import RequestError
+from ansible_collections.kubernetes.core.plugins.module_utils.args_common import AUTH_ARG_SPEC
+
+Obj = dict[str, t.Any]
+
+# The options naming the DaemonSet, which every module has (documented by the kubeops.daemonset._daemonset fragment).
+DAEMONSET_ARG_SPEC: Obj = {
+    "name": {"type": "str", "required": True},
+    "namespace": {"type": "str", "default": "default"},
+}
+
+
+def full_spec(argument_spec: Obj) -> Obj:
+    """The module's options plus kubernetes.core's connection options."""
+    return {**AUTH_ARG_SPEC, **argument_spec}
+
+
+@dataclasses.dataclass
+class Request:
+    """One task's request: its validated options, check and diff mode, and where its notes go."""
+
+    params: Obj
+    check_mode: bool = False
+    diff: bool = False
+    say: t.Callable[[str], None] = lambda line: None  # progress lines, printed as they come in the controller
+    environ: t.Mapping[str, str] = dataclasses.field(default_factory=lambda: os.environ)
+    stop: t.Callable[[], str | None] | None = None  # a reason to stop now (the controller is gone), or None
+    elsewhere: bool = False  # it can run as a module instead: ClientMissing is raised, not reported
+    warnings: list[str] = dataclasses.field(default_factory=list)
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+
+
+class OperationFailed(K8sError):
+    """An operation that failed part way: ``details`` say how far it got (for the failed result)."""
+
+    def __init__(self, msg: str, details: Obj, status: int | None = None) -> None:
+        super().__init__(msg, status)
+        self.details = details
+
+
+def _named(message: str, params: Obj) -> str:
+    """The request's errors get the DaemonSet in front (API errors name their object already)."""
+    return f"DaemonSet {params.get('namespace')}/{params['name']}: {message}" if "name" in params else message
+
+
+def at_least(params: Obj, minimum: float, *names: str) -> None:
+    """RequestError unless each of the options NAMES is unset or at least MINIMUM."""
+    for name in names:
+        if params.get(name) is not None and params[name] < minimum:
+            raise RequestError(f"{name} must be at least {minimum:g} (got {params[name]:g})")
+
+
+def execute(request: Request, module_name: str, run: t.Callable[[Request, Api], Obj],
+            check: t.Callable[[Obj], None] | None = None) -> Obj:  # fmt: skip
+    """CHECK the options (before anything is read or written), connect, RUN, and return its result (``failed``
+    on any error of the API or the request)."""
+    try:
+        if check is not None:
+            check(request.params)
+        api = connect(request.params, module_name, request.environ, request.stop)
+        try:
+            result = run(request, api)
+        finally:
+            api.close()
+    except K8sError as exc:
+        if isinstance(exc, ClientMissing) and request.elsewhere:
+            raise  # the caller runs it as a module, where the kubernetes client may be installed
+        result = {"failed": True, "msg": str(exc), "status_code": exc.status, **getattr(exc, "details", {})}
+    except RequestError as exc:
+        result = {"failed": True, "msg": _named(str(exc), request.params)}
+    result.setdefault("changed", False)
+    warnings = request.warnings + result.pop("warnings", [])
+    if warnings:
+        result["warnings"] = warnings
+    return result
+
+
+def run_module(argument_spec: Obj, module_name: str, run: t.Callable[[Request, Api], Obj],
+               check: t.Callable[[Obj], None] | None = None, **rules: t.Any) -> None:  # fmt: skip
+    """The ``main()`` of a module: validate the options, execute, exit (failing when the result has failed)."""
+    from ansible.module_utils.basic import AnsibleModule  # imported here: the controller-side path needs none
+
+    module = AnsibleModule(argument_spec=full_spec(argument_spec), supports_check_mode=True, **rules)
+    said: list[str] = []
+    request = Request(module.params, module.check_mode, module._diff, say=said.append)
+    result = execute(request, module_name, run, check)
+    if said:  # a module cannot print while it runs: the action prints these when it returns
+        result["progress"] = said
+    for warning in result.pop("warnings", []):
+        module.warn(warning)
+    if result.pop("failed", False):
+        module.fail_json(**result)
+    module.exit_json(**result)
