@@ -196,6 +196,11 @@ class Api:
         return self._request("POST", "create", resource, namespace, query={"dryRun": "All" if dry_run else None},
                              body=body, content_type="application/json")  # fmt: skip
 
+    def replace(self, resource: str, namespace: str, name: str, body: Obj, dry_run: bool = False) -> Obj:
+        """PUT the whole object; its metadata.resourceVersion makes it fail with 409 if it changed meanwhile."""
+        return self._request("PUT", "update", resource, namespace, name, {"dryRun": "All" if dry_run else None}, body,
+                             "application/json")  # fmt: skip
+
     def patch(self, resource: str, namespace: str, name: str, body: Obj, dry_run: bool = False,
               content_type: str = STRATEGIC_MERGE, field_manager: str | None = None,
               force: bool | None = None) -> Obj:  # fmt: skip

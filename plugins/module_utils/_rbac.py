@@ -55,12 +55,8 @@ RBAC_RULES: dict[str, dict[str, list[Obj]]] = {
         "optional": [],
     },
     "ds_apply": {
-        "required": [_rule(_DAEMONSETS, "get", "create", "patch")],
-        "optional": [_rule(_REVISIONS, "list")],
-    },
-    "ds_delete": {
-        "required": [_rule(_DAEMONSETS, "get", "delete", "list", "watch"), _rule(_PODS, "list")],
-        "optional": [],
+        "required": [_rule(_DAEMONSETS, "get", "list", "watch", "create", "update", "patch")],
+        "optional": [_rule(_DAEMONSETS, "delete"), _rule(_REVISIONS, "list"), _rule(_PODS, "list")],
     },
 }  # fmt: skip
 

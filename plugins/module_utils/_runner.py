@@ -63,7 +63,7 @@ class OperationFailed(K8sError):
 
 def _named(message: str, params: Obj) -> str:
     """The request's errors get the DaemonSet in front (API errors name their object already)."""
-    return f"DaemonSet {params.get('namespace')}/{params['name']}: {message}" if "name" in params else message
+    return f"DaemonSet {params.get('namespace')}/{params['name']}: {message}" if params.get("name") else message
 
 
 def at_least(params: Obj, minimum: float, *names: str) -> None:

@@ -34,10 +34,7 @@ import tempfile
 import typing as t
 import urllib.parse
 
-try:
-    import yaml
-except ImportError:  # kubeconfig files are then read as JSON only
-    yaml = None
+from ansible_collections.kubeops.daemonset.plugins.module_utils._values import yaml_documents
 
 Obj = dict[str, t.Any]
 
@@ -182,9 +179,10 @@ def _load_kubeconfig(options: Obj, environ: t.Mapping[str, str]) -> tuple[Obj, s
     except OSError as exc:
         raise ConfigError(f"cannot read the kubeconfig {path} ({where}): {exc.strerror}") from exc
     try:
-        config = yaml.safe_load(text) if yaml else json.loads(text)
-    except ValueError as exc:  # yaml.YAMLError and json.JSONDecodeError are ValueErrors
+        documents = yaml_documents(text)
+    except ValueError as exc:
         raise ConfigError(f"the kubeconfig {path} ({where}) is not valid YAML: {exc}") from exc
+    config = documents[0] if len(documents) == 1 else None
     if not isinstance(config, dict):
         raise ConfigError(f"the kubeconfig {path} ({where}) holds no kubeconfig (expected clusters, users, contexts)")
     return config, os.path.dirname(os.path.abspath(path))

@@ -10,10 +10,19 @@ Floor 1 (pure): no I/O, no imports from this collection.
 from __future__ import annotations
 
 import email.utils
+import json
 import math
 import re
 import typing as t
 from datetime import datetime, timezone
+
+try:
+    import yaml
+
+    YAML_ERRORS: tuple[type[Exception], ...] = (ValueError, yaml.YAMLError)
+except ImportError:  # YAML text is then read as JSON only
+    yaml = None
+    YAML_ERRORS = (ValueError,)
 
 _QUANTITY = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)([a-zA-Z]*)$")
 _SUFFIXES = {
@@ -50,6 +59,16 @@ def int_or_percent(value: t.Any, total: int, default: int) -> int:
     if isinstance(value, str) and value.endswith("%"):
         return math.ceil(int(value[:-1]) * total / 100)
     return int(value)
+
+
+def yaml_documents(text: str) -> list[t.Any]:
+    """The documents of a YAML (or JSON) text, empty ones left out; ValueError saying where it is broken."""
+    try:
+        if yaml is None:
+            return [json.loads(text)]
+        return [doc for doc in yaml.safe_load_all(text) if doc is not None]
+    except YAML_ERRORS as exc:
+        raise ValueError(str(exc)) from exc
 
 
 # --- time ------------------------------------------------------------------------------------

@@ -118,9 +118,9 @@ options:
     type: int
 extends_documentation_fragment:
   - kubernetes.core.k8s_auth_options
-  - kubeops.daemonset.daemonset
-  - kubeops.daemonset.attributes
-  - kubeops.daemonset.attributes.actiongroup
+  - kubeops.daemonset._daemonset
+  - kubeops.daemonset._attributes
+  - kubeops.daemonset._attributes.actiongroup
 attributes:
   check_mode:
     support: full

@@ -77,9 +77,9 @@ options:
     type: dict
 extends_documentation_fragment:
   - kubernetes.core.k8s_auth_options
-  - kubeops.daemonset.daemonset
-  - kubeops.daemonset.attributes
-  - kubeops.daemonset.attributes.ACTIONGROUP
+  - kubeops.daemonset._daemonset
+  - kubeops.daemonset._attributes
+  - kubeops.daemonset._attributes.actiongroup
 attributes:
   check_mode:
     support: full

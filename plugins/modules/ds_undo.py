@@ -65,9 +65,9 @@ options:
     type: int
 extends_documentation_fragment:
   - kubernetes.core.k8s_auth_options
-  - kubeops.daemonset.daemonset
-  - kubeops.daemonset.attributes
-  - kubeops.daemonset.attributes.actiongroup
+  - kubeops.daemonset._daemonset
+  - kubeops.daemonset._attributes
+  - kubeops.daemonset._attributes.actiongroup
 attributes:
   check_mode:
     support: full
@@ -171,6 +171,13 @@ rollout:
   description: The result of waiting for the rollout, as M(kubeops.daemonset.ds_rollout_wait) returns it.
   returned: when O(wait=true) and the rollback changed the template outside check mode
   type: dict
+template_generation:
+  description:
+    - The template generation after the rollback (the live one when nothing changed), for
+      O(kubeops.daemonset.ds_rollout_wait#module:template_generation).
+  returned: success
+  type: int
+  sample: 4
 revisions:
   description: The revision history after the rollback (before it in check mode), as M(kubeops.daemonset.ds_history)
     returns it in its RV(kubeops.daemonset.ds_history#module:revisions) (pod counts are not read).

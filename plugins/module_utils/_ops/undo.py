@@ -96,6 +96,8 @@ def undo(request: Request, api: Api) -> Obj:
             f"its {LAST_APPLIED} annotation, which may cause unexpected behavior on future 'kubectl apply' operations"
         )
     result = _result(request, plan, namespace, name)
+    # the template live after the task: in check mode nothing was written
+    result["template_generation"] = template_generation(daemonset if request.check_mode or not written else written)
     if not plan["changed"] or request.check_mode:
         return dict(result, **_history(daemonset, revisions))
     result["new_revision"], revisions = _read_back(api, daemonset, plan)

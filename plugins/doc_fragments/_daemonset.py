@@ -6,7 +6,7 @@ from __future__ import annotations
 
 
 class ModuleDocFragment:
-    """The options naming the DaemonSet, which every module has (argument spec: _client.DAEMONSET_ARG_SPEC)."""
+    """The options naming the DaemonSet, which every module has (argument spec: _runner.DAEMONSET_ARG_SPEC)."""
 
     DOCUMENTATION = r"""
 options:
