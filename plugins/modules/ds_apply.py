@@ -93,14 +93,17 @@ options:
     type: bool
     default: false
   wait:
-    description: Wait for the rollout (O(state=present)) or until the pods are gone (O(state=absent)).
+    description:
+      - Wait for the rollout (O(state=present)), with the semantics of M(kubeops.daemonset.ds_rollout_wait) and its
+        progress lines, or until the pods are gone (O(state=absent)).
+      - In check mode the rollout's status is read once.
     type: bool
-    default: true
-  timeout:
+    default: false
+  wait_timeout:
     description: Seconds to wait for the rollout before failing with what blocks it.
     type: int
     default: 300
-  progress_deadline:
+  wait_progress_deadline:
     description: Fail the wait early when the rollout has not moved for this many seconds.
     type: int
   delete_timeout:
@@ -136,6 +139,7 @@ EXAMPLES = r"""
     definition: "{{ lookup('ansible.builtin.file', 'fluentd-daemonset.yaml') }}"
     namespace: kube-system
     change_cause: apply fluentd-daemonset.yaml
+    wait: true
     strategy:
       type: RollingUpdate
       max_unavailable: 1
@@ -150,6 +154,7 @@ EXAMPLES = r"""
     state: absent
     name: fluentd-elasticsearch
     namespace: kube-system
+    wait: true
 """
 
 RETURN = r"""
@@ -225,17 +230,17 @@ ARGUMENT_SPEC = {
     "server_side_apply": {"type": "bool", "default": False},
     "field_manager": {"type": "str", "default": "kubeops.daemonset"},
     "force_conflicts": {"type": "bool", "default": False},
-    "wait": {"type": "bool", "default": True},
-    "timeout": {"type": "int", "default": 300},
-    "progress_deadline": {"type": "int"},
+    "wait": {"type": "bool", "default": False},
+    "wait_timeout": {"type": "int", "default": 300},
+    "wait_progress_deadline": {"type": "int"},
     "delete_timeout": {"type": "int", "default": 120},
 }
 SPEC_RULES = {"required_if": [("state", "present", ("definition",))]}
 
 
 def check(params: dict[str, t.Any]) -> None:
-    at_least(params, 0, "timeout", "delete_timeout")
-    at_least(params, 1, "progress_deadline")
+    at_least(params, 0, "wait_timeout", "delete_timeout")
+    at_least(params, 1, "wait_progress_deadline")
     if params["strategy"]:
         strategy_spec(params["strategy"])  # RequestError naming the option
 

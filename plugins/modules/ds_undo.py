@@ -55,6 +55,9 @@ options:
     description: Seconds to wait with O(wait=true) before failing.
     type: int
     default: 300
+  wait_progress_deadline:
+    description: With O(wait=true), fail the wait early when the rollout has not moved for this many seconds.
+    type: int
   from_template_generation:
     description:
       - Roll back only when the live pod template is still this one (the DaemonSet's
@@ -202,12 +205,14 @@ ARGUMENT_SPEC = {
     "change_cause": {"type": "str"},
     "wait": {"type": "bool", "default": False},
     "wait_timeout": {"type": "int", "default": 300},
+    "wait_progress_deadline": {"type": "int"},
     "from_template_generation": {"type": "int"},
 }
 
 
 def check(params: dict[str, t.Any]) -> None:
     at_least(params, 0, "wait_timeout")
+    at_least(params, 1, "wait_progress_deadline")
 
 
 run = undo  # what main() and the action (plugins/action/ds_undo.py) call

@@ -48,6 +48,21 @@ options:
       - The C(kubernetes.io/change-cause) annotation, set in the same write as the template. Unset, the annotation
         stays as it is.
     type: str
+  wait:
+    description:
+      - Wait for the rollout of the new template with the semantics of M(kubeops.daemonset.ds_rollout_wait), printing
+        its progress lines; the result is in RV(rollout). A change another writer makes meanwhile fails the wait as
+        V(superseded). When nothing changed, the rollout's status is read once.
+      - In check mode the status is read once.
+    type: bool
+    default: false
+  wait_timeout:
+    description: Seconds to wait with O(wait=true) before failing with what blocks the rollout.
+    type: int
+    default: 300
+  wait_progress_deadline:
+    description: With O(wait=true), fail the wait early when the rollout has not moved for this many seconds.
+    type: int
 extends_documentation_fragment:
   - kubernetes.core.k8s_auth_options
   - kubeops.daemonset._daemonset
@@ -82,12 +97,21 @@ EXAMPLES = r"""
     change_cause: fluentd v2.6.0
   register: update
 
-- name: Wait for exactly that rollout (fails as superseded if someone else changes the template meanwhile)
+- name: Wait for exactly that rollout later (fails as superseded if someone else changes the template meanwhile)
   kubeops.daemonset.ds_rollout_wait:
     name: fluentd-elasticsearch
     namespace: kube-system
     template_generation: "{{ update.template_generation }}"
   when: update is changed
+
+- name: Or change the resources and wait in the same task, failing early when the rollout stops moving
+  kubeops.daemonset.ds_update:
+    name: fluentd-elasticsearch
+    namespace: kube-system
+    resources:
+      fluentd-elasticsearch: {requests: {cpu: 100m, memory: 200Mi}, limits: {memory: 200Mi}}
+    wait: true
+    wait_progress_deadline: 120
 """
 
 RETURN = r"""
@@ -117,6 +141,10 @@ changes:
     - path: spec.containers[name=fluentd-elasticsearch].image
       before: quay.io/fluentd_elasticsearch/fluentd:v2.5.2
       after: quay.io/fluentd_elasticsearch/fluentd:v2.6.0
+rollout:
+  description: The result of the wait, as M(kubeops.daemonset.ds_rollout_wait) returns it.
+  returned: with O(wait=true)
+  type: dict
 diff:
   description: The live pod template and the one asked for, as YAML.
   returned: in diff mode
@@ -127,7 +155,7 @@ import typing as t
 
 from ansible_collections.kubeops.daemonset.plugins.module_utils._objects import RequestError
 from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.update import update
-from ansible_collections.kubeops.daemonset.plugins.module_utils._runner import DAEMONSET_ARG_SPEC, run_module
+from ansible_collections.kubeops.daemonset.plugins.module_utils._runner import DAEMONSET_ARG_SPEC, at_least, run_module
 
 ARGUMENT_SPEC = {
     **DAEMONSET_ARG_SPEC,
@@ -135,6 +163,9 @@ ARGUMENT_SPEC = {
     "images": {"type": "dict"},
     "resources": {"type": "dict"},
     "change_cause": {"type": "str"},
+    "wait": {"type": "bool", "default": False},
+    "wait_timeout": {"type": "int", "default": 300},
+    "wait_progress_deadline": {"type": "int"},
 }
 SPEC_RULES = {
     "mutually_exclusive": [("template", "images"), ("template", "resources")],
@@ -143,6 +174,8 @@ SPEC_RULES = {
 
 
 def check(params: dict[str, t.Any]) -> None:
+    at_least(params, 0, "wait_timeout")
+    at_least(params, 1, "wait_progress_deadline")
     for container, image in (params["images"] or {}).items():
         if not isinstance(image, str) or not image.strip() or any(c.isspace() for c in image):
             raise RequestError(f"images: container {container} needs an image reference (got {image!r})")

@@ -31,35 +31,13 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import JSON_OUTPUT, ROOT, ansible_env, ansible_module, kubectl, kubectl_cmd, task_result
+from _common import JSON_OUTPUT, ROOT, TAINT, add_nodes, ansible_env, ansible_module, kubectl, kubectl_cmd, task_result
 
 NAMESPACE = "bench-batch"
 NAME = "fluentd-elasticsearch"
 IMAGES = ("quay.io/fluentd_elasticsearch/fluentd:v2.6.0", "quay.io/fluentd_elasticsearch/fluentd:v2.7.0")
 BATCHES = [1, "10%", "50%", "100%"]
-TAINT = "kubeops.test/dedicated"
 LABEL = "kubeops.bench/batch"
-
-
-def add_nodes(kubeconfig: str, count: int) -> list[str]:
-    names = [f"bench-batch-{number}" for number in range(1, count + 1)]
-    resources = {"cpu": "4", "memory": "8Gi", "pods": "110"}
-    items = [
-        {
-            "apiVersion": "v1",
-            "kind": "Node",
-            "metadata": {
-                "name": name,
-                "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "type": "kwok", LABEL: "true"},
-                "annotations": {"kwok.x-k8s.io/node": "fake"},
-            },
-            "spec": {"taints": [{"key": TAINT, "value": "true", "effect": "NoSchedule"}]},
-            "status": {"allocatable": resources, "capacity": resources},
-        }
-        for name in names
-    ]
-    kubectl(kubeconfig, "create", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
-    return names
 
 
 def manifest(max_unavailable: int) -> dict:
@@ -114,7 +92,7 @@ def main() -> None:
     nodes: list[str] = []
     try:
         kubectl(kubeconfig, "create", "ns", NAMESPACE)
-        nodes = add_nodes(kubeconfig, args.nodes)
+        nodes = add_nodes(kubeconfig, "bench-batch", LABEL, args.nodes)
         kubectl(kubeconfig, "apply", "-f", "-", stdin=json.dumps(manifest(largest)))
         kubectl(kubeconfig, "-n", NAMESPACE, "rollout", "status", f"ds/{NAME}", "--timeout=900s")
         flip = 0

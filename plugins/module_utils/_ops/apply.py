@@ -21,7 +21,7 @@ from ansible_collections.kubeops.daemonset.plugins.module_utils._objects import 
     owned_by,
     selector_query,
 )
-from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.wait import RolloutWait, template_generation
+from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.wait import template_generation, wait_for_write
 from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.write import with_fresh_reads
 from ansible_collections.kubeops.daemonset.plugins.module_utils._placement import strategy_text, update_strategy
 from ansible_collections.kubeops.daemonset.plugins.module_utils._runner import Request
@@ -105,22 +105,11 @@ def apply(request: Request, api: Api) -> Obj:
     if request.diff:
         result["diff"] = {"before": _shown(live), "after": _shown(after)}
     if request.params["wait"] and not (request.check_mode and live is None):
-        result["rollout"] = _wait(request, api, namespace, name, result["template_generation"])
+        result["rollout"] = wait_for_write(request, api, namespace, name, written)
         report.append(result["rollout"]["message"] or "")
         if result["rollout"]["failed"]:
             result.update(failed=True, msg=result["rollout"]["msg"])
     return result
-
-
-def _wait(request: Request, api: Api, namespace: str, name: str, generation: int | None) -> Obj:
-    params = request.params
-    rollout = RolloutWait(
-        api, namespace, name, timeout=0 if request.check_mode else params["timeout"], on_delete="report",
-        progress_deadline=params["progress_deadline"], template_generation=generation,
-        on_message=lambda status: request.say(status["message"]),
-    ).run()  # fmt: skip
-    request.warnings.extend(rollout.pop("warnings"))
-    return rollout
 
 
 def _target(params: Obj) -> tuple[str, str]:

@@ -27,7 +27,7 @@ from ansible_collections.kubeops.daemonset.plugins.module_utils._objects import 
     annotations,
 )
 from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.read import daemonset_and_revisions, revisions_of
-from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.wait import RolloutWait, template_generation
+from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.wait import template_generation, wait_for_write
 from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.write import with_fresh_reads
 from ansible_collections.kubeops.daemonset.plugins.module_utils._runner import Request
 from ansible_collections.kubeops.daemonset.plugins.module_utils._template import template_changes, to_yaml
@@ -108,7 +108,7 @@ def undo(request: Request, api: Api) -> Obj:
             f"(expected {plan['predicted_revision']}); is kube-controller-manager running?"
         )
     if params["wait"]:
-        result["rollout"] = _wait(request, api, written)
+        result["rollout"] = wait_for_write(request, api, namespace, name, written)
         if result["rollout"]["failed"]:
             result.update(failed=True, msg=f"{plan['message']}, but the rollout did not complete: "
                                            f"{result['rollout']['msg']}")  # fmt: skip
@@ -119,16 +119,6 @@ def _history(daemonset: Obj, revisions: list[Obj]) -> Obj:
     """The history as kubectl would print it now (the undo renumbers the target)."""
     entries = summarize(daemonset, revisions)
     return {"revisions": entries, "table": history_table(entries)}
-
-
-def _wait(request: Request, api: Api, written: Obj) -> Obj:
-    params = request.params
-    rollout = RolloutWait(
-        api, params["namespace"], params["name"], timeout=params["wait_timeout"], on_delete="report",
-        template_generation=template_generation(written), on_message=lambda status: request.say(status["message"]),
-    ).run()  # fmt: skip
-    request.warnings.extend(rollout.pop("warnings"))
-    return rollout
 
 
 def _result(request: Request, plan: Obj, namespace: str, name: str) -> Obj:

@@ -19,7 +19,7 @@ from ansible_collections.kubeops.daemonset.plugins.module_utils._history import 
 from ansible_collections.kubeops.daemonset.plugins.module_utils._manifest import parsed
 from ansible_collections.kubeops.daemonset.plugins.module_utils._objects import CHANGE_CAUSE, Obj
 from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.read import daemonset_and_revisions
-from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.wait import template_generation
+from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.wait import template_generation, wait_for_write
 from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.write import with_fresh_reads
 from ansible_collections.kubeops.daemonset.plugins.module_utils._runner import Request
 from ansible_collections.kubeops.daemonset.plugins.module_utils._template import (
@@ -74,6 +74,11 @@ def update(request: Request, api: Api) -> Obj:
         "template_generation": template_generation(written or daemonset),
         "changes": template_changes(plan["before"], plan["after"]),
     }
+    if request.params["wait"]:  # unchanged: the rollout's state is read once
+        result["rollout"] = wait_for_write(request, api, namespace, name, written, None if plan["changed"] else 0)
+        if result["rollout"]["failed"]:
+            result.update(failed=True, msg=f"{result['msg']}, but the rollout did not complete: "
+                                           f"{result['rollout']['msg']}")  # fmt: skip
     if request.diff:
         result["diff"] = {"before": to_yaml(plan["before"]), "after": to_yaml(plan["after"]),
                           "before_header": f"daemonset {namespace}/{name} pod template (live)",

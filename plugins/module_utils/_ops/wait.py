@@ -35,6 +35,7 @@ from ansible_collections.kubeops.daemonset.plugins.module_utils._rollout import 
     rollout_blockers,
     rollout_status,
 )
+from ansible_collections.kubeops.daemonset.plugins.module_utils._runner import Request
 from ansible_collections.kubeops.daemonset.plugins.module_utils._values import rfc3339, utcnow
 from ansible_collections.kubeops.daemonset.plugins.module_utils._watch import watch_until
 
@@ -169,3 +170,22 @@ class RolloutWait:
         if errors:
             blockers["errors"] = errors
         return blockers
+
+
+def wait_for_write(request: Request, api: Api, namespace: str, name: str, written: Obj | None,
+                   timeout: float | None = None) -> Obj:  # fmt: skip
+    """The rollout after a module's write, with its options ``wait_timeout`` and ``wait_progress_deadline``.
+
+    WRITTEN is the DaemonSet the write returned (the wait is for its template: another writer's supersedes it), or
+    None when nothing was written. In check mode nothing was written: the status is read once.
+    """
+    params = request.params
+    rollout = RolloutWait(
+        api, namespace, name, on_delete="report",
+        timeout=0 if request.check_mode else params["wait_timeout"] if timeout is None else timeout,
+        progress_deadline=params.get("wait_progress_deadline"),
+        template_generation=None if request.check_mode or written is None else template_generation(written),
+        on_message=lambda status: request.say(status["message"]),
+    ).run()  # fmt: skip
+    request.warnings.extend(rollout.pop("warnings"))
+    return rollout
