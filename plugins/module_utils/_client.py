@@ -16,7 +16,6 @@ Floor 2 (I/O).
 from __future__ import annotations
 
 import json
-import os
 import time
 import typing as t
 
@@ -335,17 +334,17 @@ def _snake(key: str) -> str:
     return "force_conflicts" if key == "force" else "".join(f"_{c.lower()}" if c.isupper() else c for c in key)
 
 
-def connect(params: Obj, module_name: str, environ: t.Mapping[str, str] | None = None,
+def connect(params: Obj, module_name: str, environ: t.Mapping[str, str], run_command: _transport.RunCommand | None,
             stop: t.Callable[[], str | None] | None = None) -> Api:  # fmt: skip
-    """The Api for kubernetes.core's connection options in PARAMS (and ENVIRON's ``K8S_AUTH_*`` variables).
+    """The Api for kubernetes.core's connection options in PARAMS (and ENVIRON's ``K8S_AUTH_*`` variables);
+    RUN_COMMAND runs exec credential plugins.
 
     Raises K8sError for options or kubeconfigs that cannot be used, naming the file or option.
     """
-    environ = os.environ if environ is None else environ
     options = _transport.connection_options(params, environ)
     try:
         try:
-            transport: t.Any = _transport.HttpClient(_transport.resolve(options, environ))
+            transport: t.Any = _transport.HttpClient(_transport.resolve(options, environ, run_command))
         except _transport.NeedsKubernetesClient as why:
             transport = KubernetesClientTransport(options, str(why))
     except _transport.ConfigError as exc:

@@ -20,6 +20,7 @@ import typing as t
 
 from ansible_collections.kubeops.daemonset.plugins.module_utils._client import Api, ClientMissing, K8sError, connect
 from ansible_collections.kubeops.daemonset.plugins.module_utils._objects import RequestError
+from ansible_collections.kubeops.daemonset.plugins.module_utils._transport import RunCommand
 from ansible_collections.kubernetes.core.plugins.module_utils.args_common import AUTH_ARG_SPEC
 
 Obj = dict[str, t.Any]
@@ -45,6 +46,7 @@ class Request:
     diff: bool = False
     say: t.Callable[[str], None] = lambda line: None  # progress lines, printed as they come in the controller
     environ: t.Mapping[str, str] = dataclasses.field(default_factory=lambda: os.environ)
+    run_command: RunCommand | None = None  # runs exec credential plugins (a module: AnsibleModule.run_command)
     stop: t.Callable[[], str | None] | None = None  # a reason to stop now (the controller is gone), or None
     elsewhere: bool = False  # it can run as a module instead: ClientMissing is raised, not reported
     warnings: list[str] = dataclasses.field(default_factory=list)
@@ -80,7 +82,7 @@ def execute(request: Request, module_name: str, run: t.Callable[[Request, Api], 
     try:
         if check is not None:
             check(request.params)
-        api = connect(request.params, module_name, request.environ, request.stop)
+        api = connect(request.params, module_name, request.environ, request.run_command, request.stop)
         try:
             result = run(request, api)
         finally:
@@ -105,7 +107,13 @@ def run_module(argument_spec: Obj, module_name: str, run: t.Callable[[Request, A
 
     module = AnsibleModule(argument_spec=full_spec(argument_spec), supports_check_mode=True, **rules)
     said: list[str] = []
-    request = Request(module.params, module.check_mode, module._diff, say=said.append)
+    request = Request(
+        module.params,
+        module.check_mode,
+        module._diff,
+        say=said.append,
+        run_command=lambda args, cwd, env: module.run_command(args, cwd=cwd, environ_update=env),
+    )
     result = execute(request, module_name, run, check)
     if said:  # a module cannot print while it runs: the action prints these when it returns
         result["progress"] = said

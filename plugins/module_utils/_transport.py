@@ -29,7 +29,6 @@ import json
 import os
 import socket
 import ssl
-import subprocess
 import tempfile
 import typing as t
 import urllib.parse
@@ -37,6 +36,8 @@ import urllib.parse
 from ansible_collections.kubeops.daemonset.plugins.module_utils._values import yaml_documents
 
 Obj = dict[str, t.Any]
+# Runs a command (ARGS, CWD, ENV) to its end: (exit code, stdout, stderr). A module gives AnsibleModule.run_command.
+RunCommand = t.Callable[[list[str], t.Optional[str], dict[str, str]], tuple[int, str, str]]
 
 # kubernetes.core's connection options (their K8S_AUTH_* variable is the upper-cased name).
 OPTION_NAMES = (
@@ -94,7 +95,7 @@ def connection_options(params: Obj, environ: t.Mapping[str, str]) -> Obj:
     return options
 
 
-def resolve(options: Obj, environ: t.Mapping[str, str]) -> Connection:
+def resolve(options: Obj, environ: t.Mapping[str, str], run_command: RunCommand | None) -> Connection:
     """The connection OPTIONS describe (see ``connection_options``); raises ConfigError or NeedsKubernetesClient."""
     for name in ("proxy", "no_proxy", "proxy_headers"):
         if name in options:
@@ -104,9 +105,9 @@ def resolve(options: Obj, environ: t.Mapping[str, str]) -> Connection:
     if _self_sufficient(options):
         connection = Connection(server=options["host"].rstrip("/"))
     elif "kubeconfig" in options or "context" in options:
-        connection = _from_kubeconfig(options, environ)
+        connection = _from_kubeconfig(options, environ, run_command)
     else:
-        connection = _in_cluster(environ) or _from_kubeconfig(options, environ)
+        connection = _in_cluster(environ) or _from_kubeconfig(options, environ, run_command)
     _override(connection, options)
     if any(environ.get(name) for name in _PROXY_VARIABLES):
         raise NeedsKubernetesClient("a proxy from the environment")
@@ -196,7 +197,7 @@ def _named(config: Obj, kind: str, name: str | None, origin: str) -> Obj:
     raise ConfigError(f"{origin}: no {kind} named {name!r} (it has: {', '.join(map(str, known)) or 'none'})")
 
 
-def _from_kubeconfig(options: Obj, environ: t.Mapping[str, str]) -> Connection:
+def _from_kubeconfig(options: Obj, environ: t.Mapping[str, str], run_command: RunCommand | None) -> Connection:
     config, base = _load_kubeconfig(options, environ)
     origin = f"kubeconfig {options['kubeconfig']}" if isinstance(options.get("kubeconfig"), str) else "kubeconfig"
     context_name = options.get("context") or config.get("current-context")
@@ -214,7 +215,8 @@ def _from_kubeconfig(options: Obj, environ: t.Mapping[str, str]) -> Connection:
         connection.verify = not cluster["insecure-skip-tls-verify"]
     connection.ca_file = _path(cluster.get("certificate-authority"), base)
     connection.ca_data = _decoded(cluster.get("certificate-authority-data"), origin).decode() or None
-    _credentials(connection, user, cluster, base, origin)
+    _credentials(connection, user, cluster, base, origin, lambda spec: _exec_credentials(
+        connection, spec, cluster, base, origin, environ, run_command))  # fmt: skip
     return connection
 
 
@@ -232,7 +234,8 @@ def _decoded(value: str | None, origin: str) -> bytes:
         raise ConfigError(f"{origin}: a *-data field is not valid base64") from exc
 
 
-def _credentials(connection: Connection, user: Obj, cluster: Obj, base: str | None, origin: str) -> None:
+def _credentials(connection: Connection, user: Obj, cluster: Obj, base: str | None, origin: str,
+                 run_exec: t.Callable[[Obj], None]) -> None:  # fmt: skip
     """The kubernetes client's order: auth-provider, token (tokenFile first), exec, username/password; client
     certificates beside any of them."""
     if "auth-provider" in user:
@@ -244,7 +247,7 @@ def _credentials(connection: Connection, user: Obj, cluster: Obj, base: str | No
     if token:
         connection.authorization = f"Bearer {token}"
     elif "exec" in user:
-        _exec_credentials(connection, user["exec"], cluster, base, origin)
+        run_exec(user["exec"])
     elif "username" in user and "password" in user:
         connection.authorization = _basic(user["username"], user["password"])
     connection.cert_file = connection.cert_file or _path(user.get("client-certificate"), base)
@@ -253,8 +256,11 @@ def _credentials(connection: Connection, user: Obj, cluster: Obj, base: str | No
     connection.key_data = connection.key_data or _decoded(user.get("client-key-data"), origin) or None
 
 
-def _exec_credentials(connection: Connection, spec: Obj, cluster: Obj, base: str | None, origin: str) -> None:
+def _exec_credentials(connection: Connection, spec: Obj, cluster: Obj, base: str | None, origin: str,
+                      environ: t.Mapping[str, str], run_command: RunCommand | None) -> None:  # fmt: skip
     """Run a client-go credential plugin (``users[].user.exec``): its ExecCredential gives a token or a cert."""
+    if run_command is None:
+        raise ConfigError(f"{origin}: the exec credential plugin {spec.get('command')!r} cannot run here")
     if not spec.get("command") or not spec.get("apiVersion"):
         raise ConfigError(f"{origin}: the exec credential plugin needs command and apiVersion")
     info: Obj = {"apiVersion": spec["apiVersion"], "kind": "ExecCredential", "spec": {"interactive": False}}
@@ -263,18 +269,17 @@ def _exec_credentials(connection: Connection, spec: Obj, cluster: Obj, base: str
         for extension in cluster.get("extensions") or []:
             if extension.get("name") == "client.authentication.k8s.io/exec":
                 info["spec"]["cluster"]["config"] = extension.get("extension")
-    env = dict(os.environ, **{item["name"]: item["value"] for item in spec.get("env") or []})
+    env = dict(environ, **{item["name"]: item["value"] for item in spec.get("env") or []})
     env["KUBERNETES_EXEC_INFO"] = json.dumps(info)
     try:
-        done = subprocess.run([spec["command"], *(spec.get("args") or [])], capture_output=True, text=True,
-                              env=env, cwd=base, stdin=subprocess.DEVNULL, check=False, timeout=120)  # fmt: skip
-    except (OSError, subprocess.TimeoutExpired) as exc:
+        code, out, err = run_command([spec["command"], *(spec.get("args") or [])], base, env)
+    except OSError as exc:
         raise ConfigError(f"{origin}: the exec credential plugin {spec['command']!r} did not run: {exc}") from exc
-    if done.returncode:
-        raise ConfigError(f"{origin}: the exec credential plugin {spec['command']!r} failed ({done.returncode}): "
-                          f"{done.stderr.strip()[-500:]}")  # fmt: skip
+    if code:
+        raise ConfigError(f"{origin}: the exec credential plugin {spec['command']!r} failed ({code}): "
+                          f"{err.strip()[-500:]}")  # fmt: skip
     try:
-        status = json.loads(done.stdout).get("status") or {}
+        status = json.loads(out).get("status") or {}
     except ValueError as exc:
         raise ConfigError(
             f"{origin}: the exec credential plugin {spec['command']!r} printed no ExecCredential"

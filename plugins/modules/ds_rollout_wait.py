@@ -20,11 +20,11 @@ description:
     resumes the watch when the server ends it and re-lists after watch errors and C(410 Gone). It returns within
     a fraction of a second of completion, and its API requests do not grow with the number of nodes. Pods and
     events are listed only once a wait has failed, to report what blocks it.
-  - While the task runs, each new kubectl message is printed the moment it is observed (to standard error, so
+  - "While the task runs, each new kubectl message is printed the moment it is observed (to standard error, so
     machine-readable output such as the C(json) callback stays intact), like C(kubectl rollout status) does. With a
-    local connection (the usual one for Kubernetes modules) the wait runs in the controller process itself: one
+    local connection (the usual one for Kubernetes modules) the wait runs in the controller process itself - one
     watch, no module process, no CPU while nothing happens. With another connection the module runs on that host and
-    its lines are printed when it returns.
+    its lines are printed when it returns."
   - "Deliberate differences from kubectl: for the C(OnDelete) strategy kubectl fails with C(rollout status is only
     available for RollingUpdate strategy type); this module reports how many pods are outdated (O(on_delete=report))
     or waits until they have been deleted and replaced (O(on_delete=wait)). kubectl's C(--timeout=0) waits forever;

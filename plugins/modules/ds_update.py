@@ -127,8 +127,8 @@ revision_before:
   sample: 1
 template_generation:
   description:
-    - The template generation after the write (the live one when nothing changed): the API server's count of template
-      changes, in the DaemonSet's C(deprecated.daemonset.template.generation) annotation.
+    - The template generation after the write (the live one when nothing changed or in check mode) - the API server's
+      count of template changes, in the DaemonSet's C(deprecated.daemonset.template.generation) annotation.
   returned: success
   type: int
   sample: 2

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import subprocess
 import typing as t
 
 from ansible import constants as C
@@ -38,6 +39,12 @@ def host_prefix(task_vars: Obj | None) -> str:
     task_vars = task_vars or {}
     hosts = task_vars.get("ansible_play_hosts") or []
     return f"{task_vars.get('inventory_hostname')}: " if len(hosts) > 1 else ""
+
+
+def run_command(args: list[str], cwd: str | None, env: dict[str, str]) -> tuple[int, str, str]:
+    """What AnsibleModule.run_command does for a module: exec credential plugins run with it."""
+    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False)
+    return done.returncode, done.stdout, done.stderr
 
 
 def _inject_invocation(task_vars: Obj | None) -> bool:
@@ -96,6 +103,7 @@ class ControllerAction(ActionBase):
             diff=bool(self._task.diff),
             say=self._say(task_vars),
             environ={**os.environ, **{k: str(v) for k, v in environment.items()}},
+            run_command=run_command,
             stop=lambda: "the ansible process that ran this task is gone" if os.getppid() != parent else None,
             elsewhere=True,
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -42,9 +43,14 @@ def kubeconfig(tmp_path: Path, user: dict, cluster: dict | None = None, name: st
     return path
 
 
+def run_command(args: list[str], cwd: str | None, env: dict[str, str]) -> tuple[int, str, str]:
+    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    return done.returncode, done.stdout, done.stderr
+
+
 def resolve(params: dict, environ: dict | None = None) -> _transport.Connection:
     environ = environ or {}
-    return _transport.resolve(_transport.connection_options(params, environ), environ)
+    return _transport.resolve(_transport.connection_options(params, environ), environ, run_command)
 
 
 def test_task_options_win_over_k8s_auth_variables() -> None:

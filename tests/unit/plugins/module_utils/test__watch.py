@@ -195,6 +195,5 @@ def test_another_writers_template_supersedes_the_wait() -> None:
     assert "changed by another writer during the wait (template generation 3, this wait was for 2)" in result["msg"]
 
 
-def wait_for(api: ScriptedApi, clock: Clock, **kwargs) -> dict:
-    kwargs.setdefault("on_delete", "report")
-    return RolloutWait(api, "ns", "ds", clock=clock, **kwargs).run()
+def wait_for(api: ScriptedApi, clock: Clock, timeout: float, on_delete: str = "report", **kwargs) -> dict:
+    return RolloutWait(api, "ns", "ds", timeout=timeout, on_delete=on_delete, clock=clock, **kwargs).run()
