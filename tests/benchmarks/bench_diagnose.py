@@ -33,11 +33,10 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import JSON_OUTPUT, ROOT, ansible_env, ansible_module, kubectl_cmd, task_result
+from _common import JSON_OUTPUT, ROOT, TAINT, ansible_env, ansible_module, kubectl_cmd, task_result
 
 NAMESPACE = "bench-diagnose"
 NAME = "fluentd-elasticsearch"
-TAINT = "kubeops.test/dedicated"
 
 PEER_PLAYBOOK = """
 - name: Nodes without a DaemonSet pod, the k8s_info way
@@ -185,9 +184,10 @@ def main() -> None:
           f"{args.blocked} blocked)\n")  # fmt: skip
     print(f"Command: `KUBECONFIG=... .venv/bin/python tests/benchmarks/bench_diagnose.py --blocked {args.blocked} "
           f"--rounds {args.rounds}`\n")  # fmt: skip
-    print("| approach | median wall time, s | API requests | blocked nodes found | extra nodes reported "
-          "| names the cause |")  # fmt: skip
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| approach | median wall time, s | ratio to k8s_info | API requests | blocked nodes found "
+          "| extra nodes reported | names the cause |")  # fmt: skip
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    base = statistics.median(v[0] for v in rows["k8s_info"])
     labels = {
         "ds_diagnose": ("kubeops.daemonset.ds_diagnose (ansible task)", "yes (Insufficient cpu, per-node resources)"),
         "k8s_info": ("kubernetes.core.k8s_info nodes + pods (playbook)", "no"),
@@ -198,7 +198,7 @@ def main() -> None:
         found = values[-1][2]
         calls = values[-1][1]
         label, cause = labels[key]
-        print(f"| {label} | {seconds:.2f} | {calls} | {len(found & expected)}/{len(expected)} | "
+        print(f"| {label} | {seconds:.2f} | {seconds / base:.2f} | {calls} | {len(found & expected)}/{len(expected)} | "
               f"{len(found - expected)} | {cause} |")  # fmt: skip
     print("\n```\n" + report + "\n```")
 
