@@ -26,6 +26,8 @@ CHANGE_CAUSE = "kubernetes.io/change-cause"
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
+# On the pod template: the hash of the ConfigMaps and Secrets a restart was for (ds_restart's when_changed).
+CONFIG_HASH = "daemonset.kubeops.io/config-hash"
 
 # Taints the node lifecycle controller sets on NotReady / unreachable nodes.
 UNREACHABLE_TAINTS = ("node.kubernetes.io/unreachable", "node.kubernetes.io/not-ready")

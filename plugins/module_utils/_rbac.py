@@ -54,6 +54,11 @@ RBAC_RULES: dict[str, dict[str, list[Obj]]] = {
         "required": [_rule(_DAEMONSETS, "get", "patch"), _rule(_REVISIONS, "list")],
         "optional": [],
     },
+    "ds_restart": {
+        "required": [_rule(_DAEMONSETS, "get", "patch"), _rule(_REVISIONS, "list")],
+        "optional": [{"apiGroups": [""], "resources": ["configmaps", "secrets"], "verbs": ["get"]},
+                     _rule(_DAEMONSETS, "list", "watch")],
+    },
     "ds_apply": {
         "required": [_rule(_DAEMONSETS, "get", "list", "watch", "create", "update", "patch")],
         "optional": [_rule(_DAEMONSETS, "delete"), _rule(_REVISIONS, "list"), _rule(_PODS, "list")],

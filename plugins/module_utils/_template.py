@@ -15,10 +15,17 @@ Floor 1 (pure): API objects in, plain data out.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 import typing as t
 
-from ansible_collections.kubeops.daemonset.plugins.module_utils._objects import RESTARTED_AT, Obj, RequestError
+from ansible_collections.kubeops.daemonset.plugins.module_utils._objects import (
+    CONFIG_HASH,
+    RESTARTED_AT,
+    Obj,
+    RequestError,
+    annotations,
+)
 
 try:
     import yaml
@@ -123,6 +130,33 @@ def template_patch(
 def restart_patch(stamp: str, extra_annotations: dict[str, str] | None = None) -> Obj:
     """The ``spec.template`` patch of ``kubectl rollout restart``: the restartedAt annotation (plus EXTRA)."""
     return {"metadata": {"annotations": {RESTARTED_AT: stamp, **(extra_annotations or {})}}}
+
+
+_CONFIG_KINDS = {"configmap": "configmap", "configmaps": "configmap", "cm": "configmap", "secret": "secret",
+                 "secrets": "secret"}  # fmt: skip
+
+
+def parse_config_reference(reference: str) -> tuple[str, str]:
+    """``configmap/NAME`` or ``secret/NAME`` (kubectl's spelling, also ``cm/NAME``) -> (kind, name)."""
+    kind, _slash, name = str(reference).partition("/")
+    if kind.lower() not in _CONFIG_KINDS or not name or "/" in name:
+        raise TemplateError(f"when_changed: {reference!r} is not configmap/NAME or secret/NAME")
+    return _CONFIG_KINDS[kind.lower()], name
+
+
+def config_hash(objects: list[Obj]) -> str:
+    """A digest of the data of ConfigMaps and Secrets (kind, name, data, binaryData; nothing else counts), the same
+    whatever the order they are given in. It shows no value: a Secret's content cannot be read back from it."""
+    content = sorted(
+        [obj.get("kind", ""), obj["metadata"]["name"], obj.get("data") or {}, obj.get("binaryData") or {}]
+        for obj in objects
+    )
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def template_config_hash(template: Obj) -> str | None:
+    """The configuration hash the pod template carries (set by the last ``when_changed`` restart)."""
+    return annotations(template).get(CONFIG_HASH)
 
 
 # --- diffs -----------------------------------------------------------------------------------

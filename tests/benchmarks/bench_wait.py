@@ -154,7 +154,9 @@ def race(bench: Bench) -> tuple[dict[str, float], list[float], dict[str, Measure
     observer.join(timeout=600)
     for reader in readers:
         reader.join(timeout=5)
-    kubectl_at = {line: at for at, line in lines[TOOLS[2]]}
+    kubectl_at: dict[str, float] = {}
+    for at, line in lines[TOOLS[2]]:  # kubectl prints a line per event, repeated ones too: the first counts
+        kubectl_at.setdefault(line, at)
     latencies = [at - kubectl_at[line] for at, line in lines[TOOLS[0]] if line in kubectl_at]
     return {tool: at - seen["done"] for tool, at in returned.items()}, latencies, usage
 

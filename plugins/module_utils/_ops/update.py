@@ -3,7 +3,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 
 """Changing a DaemonSet's pod template: a whole new template, or images and resources by container (``kubectl
-set image`` / ``set resources``), with the change-cause in the same write.
+set image`` / ``set resources``), with the change-cause in the same write; or restarting its pods (``kubectl rollout
+restart``), when asked only once the ConfigMaps and Secrets they use have changed.
 
 A server dry run tells whether the template really changes once the server has filled in its defaults; only then
 is the patch written, conditioned on the resourceVersion that was read. The dry run itself carries no condition:
@@ -14,21 +15,33 @@ Floor 2 (I/O sequence).
 
 from __future__ import annotations
 
+import typing as t
+
 from ansible_collections.kubeops.daemonset.plugins.module_utils._client import Api
 from ansible_collections.kubeops.daemonset.plugins.module_utils._history import current_revision
 from ansible_collections.kubeops.daemonset.plugins.module_utils._manifest import parsed
-from ansible_collections.kubeops.daemonset.plugins.module_utils._objects import CHANGE_CAUSE, Obj
+from ansible_collections.kubeops.daemonset.plugins.module_utils._objects import (
+    CHANGE_CAUSE,
+    CONFIG_HASH,
+    Obj,
+    RequestError,
+)
 from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.read import daemonset_and_revisions
 from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.wait import template_generation, wait_for_write
 from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.write import with_fresh_reads
 from ansible_collections.kubeops.daemonset.plugins.module_utils._runner import Request
 from ansible_collections.kubeops.daemonset.plugins.module_utils._template import (
+    config_hash,
+    parse_config_reference,
     pod_template_of,
+    restart_patch,
     template_changes,
+    template_config_hash,
     template_patch,
     templates_equal,
     to_yaml,
 )
+from ansible_collections.kubeops.daemonset.plugins.module_utils._values import rfc3339, utcnow
 
 
 def _patch(request: Request, live_template: Obj) -> Obj:
@@ -43,15 +56,18 @@ def _patch(request: Request, live_template: Obj) -> Obj:
     return patch
 
 
-def update(request: Request, api: Api) -> Obj:
-    """What ds_update returns (see its RETURN)."""
+Patcher = t.Callable[[Obj], t.Optional[Obj]]  # the live DaemonSet -> the patch asked for (None: nothing to do)
+
+
+def change_template(request: Request, api: Api, patch_for: Patcher, done: str, unchanged: str) -> Obj:
+    """Patch the template as PATCH_FOR says, when the server-defaulted result differs from the live template; then
+    (with the ``wait`` option) wait for it. The result of ds_update and ds_restart (see their RETURN)."""
     namespace, name = request.params["namespace"], request.params["name"]
 
     def decide(state: tuple[Obj, list[Obj]], _previous: Obj | None) -> Obj:
         daemonset, revisions = state
-        before = daemonset["spec"]["template"]
-        patch = _patch(request, before)
-        after = api.patch("daemonsets", namespace, name, patch, dry_run=True)["spec"]["template"]
+        before, patch = daemonset["spec"]["template"], patch_for(daemonset)
+        after = before if patch is None else api.patch("daemonsets", namespace, name, patch, True)["spec"]["template"]
         return {"patch": patch, "before": before, "after": after, "changed": not templates_equal(before, after),
                 "revision": current_revision(daemonset, revisions)}  # fmt: skip
 
@@ -68,8 +84,7 @@ def update(request: Request, api: Api) -> Obj:
     revision = plan["revision"]
     result: Obj = {
         "changed": plan["changed"],
-        "msg": f"daemonset.apps/{name} "
-        + ("updated" if plan["changed"] else "unchanged (the template asked for is live)"),
+        "msg": f"daemonset.apps/{name} {done if plan['changed'] else unchanged}",
         "revision_before": int(revision["revision"]) if revision else None,
         "template_generation": template_generation(written or daemonset),
         "changes": template_changes(plan["before"], plan["after"]),
@@ -84,3 +99,36 @@ def update(request: Request, api: Api) -> Obj:
                           "before_header": f"daemonset {namespace}/{name} pod template (live)",
                           "after_header": f"daemonset {namespace}/{name} pod template (asked for)"}  # fmt: skip
     return result
+
+
+def update(request: Request, api: Api) -> Obj:
+    """What ds_update returns (see its RETURN)."""
+    return change_template(request, api, lambda daemonset: _patch(request, daemonset["spec"]["template"]), "updated",
+                           "unchanged (the template asked for is live)")  # fmt: skip
+
+
+def restart(request: Request, api: Api) -> Obj:
+    """``kubectl rollout restart``; with ``when_changed``, only when the hash of those ConfigMaps and Secrets differs
+    from the one the pod template carries (what ds_restart returns, see its RETURN)."""
+    namespace, references = request.params["namespace"], request.params["when_changed"] or []
+    digest = (
+        config_hash([_config_object(api, namespace, reference) for reference in references]) if references else None
+    )
+
+    def patch_for(daemonset: Obj) -> Obj | None:
+        if digest is not None and template_config_hash(daemonset["spec"]["template"]) == digest:
+            return None  # the pods already run with this configuration
+        stamp = rfc3339(utcnow())
+        return {"spec": {"template": restart_patch(stamp, {CONFIG_HASH: digest} if digest else None)}}
+
+    result = change_template(request, api, patch_for, "restarted", "not restarted: its configuration is unchanged")
+    return dict(result, config_hash=digest)
+
+
+def _config_object(api: Api, namespace: str, reference: str) -> Obj:
+    """The ConfigMap or Secret a ``configmap/NAME`` / ``secret/NAME`` reference names (RequestError: missing)."""
+    kind, name = parse_config_reference(reference)
+    found = api.get(f"{kind}s", namespace, name)
+    if found is None:
+        raise RequestError(f"when_changed: {reference} not found in namespace {namespace}")
+    return found
