@@ -17,6 +17,9 @@ from ansible_collections.kubeops.daemonset.plugins.module_utils._values import p
 
 Obj = dict[str, t.Any]
 
+# This collection's name towards the API server: its User-Agent, so the field manager of its writes.
+FIELD_MANAGER = "kubeops.daemonset"
+
 # The controller labels each pod with the hash of its revision and with the template generation it came from;
 # the API server counts template changes (only those, unlike metadata.generation) in TEMPLATE_GENERATION.
 HASH_LABEL = "controller-revision-hash"

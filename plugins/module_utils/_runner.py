@@ -33,6 +33,10 @@ DAEMONSET_ARG_SPEC: Obj = {
 }
 
 
+# What a writer does when someone else (GitOps, Helm, kubectl apply) manages the DaemonSet (the _owner fragment).
+OWNER_ARG_SPEC: Obj = {"on_foreign_owner": {"type": "str", "choices": ["warn", "refuse", "proceed"], "default": "warn"}}
+
+
 def full_spec(argument_spec: Obj) -> Obj:
     """The module's options plus kubernetes.core's connection options."""
     return {**AUTH_ARG_SPEC, **argument_spec}

@@ -33,6 +33,7 @@ import tempfile
 import typing as t
 import urllib.parse
 
+from ansible_collections.kubeops.daemonset.plugins.module_utils._objects import FIELD_MANAGER
 from ansible_collections.kubeops.daemonset.plugins.module_utils._values import yaml_documents
 
 Obj = dict[str, t.Any]
@@ -384,7 +385,7 @@ class HttpClient:
                                 self.connection.tls_server_name)  # fmt: skip
 
     def _headers(self, content_type: str | None) -> dict[str, str]:
-        headers = {"Accept": "application/json", "User-Agent": "kubeops.daemonset"}
+        headers = {"Accept": "application/json", "User-Agent": FIELD_MANAGER}
         if self.connection.authorization:
             headers["Authorization"] = self.connection.authorization
         if content_type:

@@ -119,6 +119,7 @@ options:
 extends_documentation_fragment:
   - kubernetes.core.k8s_auth_options
   - kubeops.daemonset._daemonset
+  - kubeops.daemonset._owner
   - kubeops.daemonset._attributes
   - kubeops.daemonset._attributes.actiongroup
 attributes:
@@ -307,6 +308,11 @@ elapsed:
   description: Seconds the run took.
   returned: always
   type: float
+owners:
+  description: Who else manages the DaemonSet and would revert the change (see O(on_foreign_owner)).
+  returned: success
+  type: list
+  elements: dict
 diff:
   description: The live and the new pod template as YAML.
   returned: in diff mode, when the template changes
@@ -319,10 +325,16 @@ import urllib.parse
 from ansible_collections.kubeops.daemonset.plugins.module_utils._batch import parse_batches
 from ansible_collections.kubeops.daemonset.plugins.module_utils._objects import RequestError
 from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.batch import batch_rollout
-from ansible_collections.kubeops.daemonset.plugins.module_utils._runner import DAEMONSET_ARG_SPEC, at_least, run_module
+from ansible_collections.kubeops.daemonset.plugins.module_utils._runner import (
+    DAEMONSET_ARG_SPEC,
+    OWNER_ARG_SPEC,
+    at_least,
+    run_module,
+)
 
 ARGUMENT_SPEC = {
     **DAEMONSET_ARG_SPEC,
+    **OWNER_ARG_SPEC,
     "template": {"type": "dict"},
     "images": {"type": "dict"},
     "change_cause": {"type": "str"},

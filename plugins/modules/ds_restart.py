@@ -46,6 +46,7 @@ options:
 extends_documentation_fragment:
   - kubernetes.core.k8s_auth_options
   - kubeops.daemonset._daemonset
+  - kubeops.daemonset._owner
   - kubeops.daemonset._attributes
   - kubeops.daemonset._attributes.actiongroup
 attributes:
@@ -115,6 +116,11 @@ rollout:
   description: The result of the wait, as M(kubeops.daemonset.ds_rollout_wait) returns it.
   returned: with O(wait=true)
   type: dict
+owners:
+  description: Who else manages the DaemonSet and would revert the change (see O(on_foreign_owner)).
+  returned: success
+  type: list
+  elements: dict
 diff:
   description: The pod template before and after, as YAML.
   returned: in diff mode
@@ -124,11 +130,17 @@ diff:
 import typing as t
 
 from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.update import restart
-from ansible_collections.kubeops.daemonset.plugins.module_utils._runner import DAEMONSET_ARG_SPEC, at_least, run_module
+from ansible_collections.kubeops.daemonset.plugins.module_utils._runner import (
+    DAEMONSET_ARG_SPEC,
+    OWNER_ARG_SPEC,
+    at_least,
+    run_module,
+)
 from ansible_collections.kubeops.daemonset.plugins.module_utils._template import parse_config_reference
 
 ARGUMENT_SPEC = {
     **DAEMONSET_ARG_SPEC,
+    **OWNER_ARG_SPEC,
     "when_changed": {"type": "list", "elements": "str"},
     "wait": {"type": "bool", "default": False},
     "wait_timeout": {"type": "int", "default": 300},

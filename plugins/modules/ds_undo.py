@@ -69,6 +69,7 @@ options:
 extends_documentation_fragment:
   - kubernetes.core.k8s_auth_options
   - kubeops.daemonset._daemonset
+  - kubeops.daemonset._owner
   - kubeops.daemonset._attributes
   - kubeops.daemonset._attributes.actiongroup
 attributes:
@@ -159,6 +160,11 @@ changes:
     - path: spec.containers[name=fluentd-elasticsearch].image
       before: quay.io/fluentd_elasticsearch/fluentd:v2.6.0
       after: quay.io/fluentd_elasticsearch/fluentd:v2.5.2
+owners:
+  description: Who else manages the DaemonSet and would revert the change (see O(on_foreign_owner)).
+  returned: success
+  type: list
+  elements: dict
 diff:
   description: The live and the target pod template as YAML.
   returned: in diff mode
@@ -197,10 +203,16 @@ table:
 import typing as t
 
 from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.undo import undo
-from ansible_collections.kubeops.daemonset.plugins.module_utils._runner import DAEMONSET_ARG_SPEC, at_least, run_module
+from ansible_collections.kubeops.daemonset.plugins.module_utils._runner import (
+    DAEMONSET_ARG_SPEC,
+    OWNER_ARG_SPEC,
+    at_least,
+    run_module,
+)
 
 ARGUMENT_SPEC = {
     **DAEMONSET_ARG_SPEC,
+    **OWNER_ARG_SPEC,
     "to_revision": {"type": "int", "default": 0},
     "change_cause": {"type": "str"},
     "wait": {"type": "bool", "default": False},

@@ -66,6 +66,7 @@ options:
 extends_documentation_fragment:
   - kubernetes.core.k8s_auth_options
   - kubeops.daemonset._daemonset
+  - kubeops.daemonset._owner
   - kubeops.daemonset._attributes
   - kubeops.daemonset._attributes.actiongroup
 attributes:
@@ -145,6 +146,11 @@ rollout:
   description: The result of the wait, as M(kubeops.daemonset.ds_rollout_wait) returns it.
   returned: with O(wait=true)
   type: dict
+owners:
+  description: Who else manages the DaemonSet and would revert the change (see O(on_foreign_owner)).
+  returned: success
+  type: list
+  elements: dict
 diff:
   description: The live pod template and the one asked for, as YAML.
   returned: in diff mode
@@ -155,10 +161,16 @@ import typing as t
 
 from ansible_collections.kubeops.daemonset.plugins.module_utils._objects import RequestError
 from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.update import update
-from ansible_collections.kubeops.daemonset.plugins.module_utils._runner import DAEMONSET_ARG_SPEC, at_least, run_module
+from ansible_collections.kubeops.daemonset.plugins.module_utils._runner import (
+    DAEMONSET_ARG_SPEC,
+    OWNER_ARG_SPEC,
+    at_least,
+    run_module,
+)
 
 ARGUMENT_SPEC = {
     **DAEMONSET_ARG_SPEC,
+    **OWNER_ARG_SPEC,
     "template": {"type": "raw"},
     "images": {"type": "dict"},
     "resources": {"type": "dict"},

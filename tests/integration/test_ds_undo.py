@@ -231,3 +231,27 @@ def test_restricted_service_account(run_module, kubectl, namespace, two_revision
     result = run_module("ds_undo", {**args, "kubeconfig": enough})
     assert not result.get("failed"), result
     assert (result["to_revision"], result["new_revision"]) == (1, 3)
+
+
+def test_foreign_owner_warns_or_refuses(run_module, kubectl, namespace, two_revisions):
+    """A DaemonSet an Argo CD Application tracks: its next sync reverts a rollback, so ds_undo says so (warn), stops
+    before any write (refuse) or goes ahead quietly (proceed); ds_update follows the same policy."""
+    two_revisions(namespace)
+    kubectl("annotate", "ds", NAME, "argocd.argoproj.io/tracking-id=logging:apps/DaemonSet:x/y", namespace=namespace)
+    before = get_ds(kubectl, namespace)["metadata"]["resourceVersion"]
+    args = {"name": NAME, "namespace": namespace}
+
+    refused = run_module("ds_undo", dict(args, on_foreign_owner="refuse"))
+    assert refused["failed"] and "managed by Argo CD logging" in refused["msg"]
+    assert "on_foreign_owner=proceed" in refused["msg"]
+    update = {"images": {"fluentd-elasticsearch": V3_IMAGE}, "on_foreign_owner": "refuse"}
+    assert run_module("ds_update", dict(args, **update))["failed"]
+    assert get_ds(kubectl, namespace)["metadata"]["resourceVersion"] == before
+
+    warned = run_module("ds_undo", args, check=True)
+    assert warned["changed"] and [o["kind"] for o in warned["owners"]] == ["Argo CD", "kubectl apply"]
+    assert any("Argo CD logging" in w and "its next sync" in w for w in warned["warnings"])
+
+    done = run_module("ds_undo", dict(args, on_foreign_owner="proceed"))
+    assert done["changed"] and not done.get("warnings")
+    assert get_ds(kubectl, namespace)["metadata"]["resourceVersion"] != before

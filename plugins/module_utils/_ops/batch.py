@@ -32,6 +32,7 @@ from ansible_collections.kubeops.daemonset.plugins.module_utils._history import 
 )
 from ansible_collections.kubeops.daemonset.plugins.module_utils._objects import Obj, RequestError, pod_hash
 from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.read import daemonset_and_revisions, pods_of
+from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.write import check_owners
 from ansible_collections.kubeops.daemonset.plugins.module_utils._placement import eligible_nodes
 from ansible_collections.kubeops.daemonset.plugins.module_utils._runner import OperationFailed, Request
 from ansible_collections.kubeops.daemonset.plugins.module_utils._template import (
@@ -136,6 +137,7 @@ class BatchRollout:
             dry = self.api.patch("daemonsets", self.namespace, self.name, {"spec": {"template": patch}}, dry_run=True)
             desired = dry["spec"]["template"]
         template_changes = not templates_equal(live, desired)
+        owners = check_owners(self.request, daemonset, "a batch rollout") if template_changes else []
         if state is None:
             previous = current_revision(daemonset, revisions) if template_changes else _previous(revisions)
             state = _batch.new_state(daemonset, previous, utcnow().isoformat(timespec="seconds"))
@@ -145,7 +147,7 @@ class BatchRollout:
         nodes = eligible_nodes(planned, self.api.list_items("nodes", None))
         plan = _batch.plan_batches(specs, nodes, self.pods_by_node(daemonset, 0), target and revision_hash(target))
         self.say_plan(plan, state, target, in_progress)
-        result = self.result("planned", plan, state, target)
+        result = dict(self.result("planned", plan, state, target), owners=owners)
         if self.request.diff and template_changes:
             result["diff"] = {"before": to_yaml(live), "after": to_yaml(desired)}
         if not template_changes and not in_progress and not plan["pending"]:

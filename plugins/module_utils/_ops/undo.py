@@ -20,15 +20,10 @@ from ansible_collections.kubeops.daemonset.plugins.module_utils._history import 
     summarize,
     undo_patch,
 )
-from ansible_collections.kubeops.daemonset.plugins.module_utils._objects import (
-    LAST_APPLIED,
-    Obj,
-    RequestError,
-    annotations,
-)
+from ansible_collections.kubeops.daemonset.plugins.module_utils._objects import Obj, RequestError
 from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.read import daemonset_and_revisions, revisions_of
 from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.wait import template_generation, wait_for_write
-from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.write import with_fresh_reads
+from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.write import check_owners, with_fresh_reads
 from ansible_collections.kubeops.daemonset.plugins.module_utils._runner import Request
 from ansible_collections.kubeops.daemonset.plugins.module_utils._template import template_changes, to_yaml
 from ansible_collections.kubeops.daemonset.plugins.module_utils._watch import poll
@@ -68,13 +63,17 @@ def undo(request: Request, api: Api) -> Obj:
     namespace, name = params["namespace"], params["name"]
 
     generations: list[int | None] = []  # the spec generation each attempt read
+    owners: list[Obj] = []
 
     def decide(state: tuple[Obj, list[Obj]], previous: Obj | None) -> Obj:
         daemonset, revisions = state
         _check_owner(daemonset, params["from_template_generation"])
         generations.append(daemonset["metadata"].get("generation"))
         if previous is None:
-            return plan_undo(daemonset, revisions, params["to_revision"])
+            plan = plan_undo(daemonset, revisions, params["to_revision"])
+            if plan["changed"]:
+                owners.extend(check_owners(request, daemonset, "a rollback", kubectl_apply=True))
+            return plan
         if generations[-1] != generations[-2]:
             request.warn(
                 "the DaemonSet's spec changed while rolling back; re-read it and retried against the new state"
@@ -90,12 +89,7 @@ def undo(request: Request, api: Api) -> Obj:
     (daemonset, revisions), plan, written = with_fresh_reads(
         f"DaemonSet {namespace}/{name}", lambda: daemonset_and_revisions(api, namespace, name), decide, write
     )
-    if plan["changed"] and LAST_APPLIED in annotations(daemonset):
-        request.warn(
-            f"daemonset {namespace}/{name} was previously managed with 'kubectl apply'; rolling back does not update "
-            f"its {LAST_APPLIED} annotation, which may cause unexpected behavior on future 'kubectl apply' operations"
-        )
-    result = _result(request, plan, namespace, name)
+    result = dict(_result(request, plan, namespace, name), owners=owners)
     # the template live after the task: in check mode nothing was written
     result["template_generation"] = template_generation(daemonset if request.check_mode or not written else written)
     if not plan["changed"] or request.check_mode:

@@ -28,7 +28,7 @@ from ansible_collections.kubeops.daemonset.plugins.module_utils._objects import 
 )
 from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.read import daemonset_and_revisions
 from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.wait import template_generation, wait_for_write
-from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.write import with_fresh_reads
+from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.write import check_owners, with_fresh_reads
 from ansible_collections.kubeops.daemonset.plugins.module_utils._runner import Request
 from ansible_collections.kubeops.daemonset.plugins.module_utils._template import (
     config_hash,
@@ -59,16 +59,21 @@ def _patch(request: Request, live_template: Obj) -> Obj:
 Patcher = t.Callable[[Obj], t.Optional[Obj]]  # the live DaemonSet -> the patch asked for (None: nothing to do)
 
 
-def change_template(request: Request, api: Api, patch_for: Patcher, done: str, unchanged: str) -> Obj:
+def change_template(request: Request, api: Api, patch_for: Patcher, action: str, done: str, unchanged: str) -> Obj:
     """Patch the template as PATCH_FOR says, when the server-defaulted result differs from the live template; then
-    (with the ``wait`` option) wait for it. The result of ds_update and ds_restart (see their RETURN)."""
+    (with the ``wait`` option) wait for it. ACTION names the change in messages (``an update``), DONE and UNCHANGED
+    say what happened. The result of ds_update and ds_restart (see their RETURN)."""
     namespace, name = request.params["namespace"], request.params["name"]
+    owners: list[Obj] = []
 
-    def decide(state: tuple[Obj, list[Obj]], _previous: Obj | None) -> Obj:
+    def decide(state: tuple[Obj, list[Obj]], previous: Obj | None) -> Obj:
         daemonset, revisions = state
         before, patch = daemonset["spec"]["template"], patch_for(daemonset)
         after = before if patch is None else api.patch("daemonsets", namespace, name, patch, True)["spec"]["template"]
-        return {"patch": patch, "before": before, "after": after, "changed": not templates_equal(before, after),
+        changed = not templates_equal(before, after)
+        if changed and previous is None:
+            owners.extend(check_owners(request, daemonset, action))
+        return {"patch": patch, "before": before, "after": after, "changed": changed,
                 "revision": current_revision(daemonset, revisions)}  # fmt: skip
 
     def write(state: tuple[Obj, list[Obj]], plan: Obj) -> Obj | None:
@@ -88,6 +93,7 @@ def change_template(request: Request, api: Api, patch_for: Patcher, done: str, u
         "revision_before": int(revision["revision"]) if revision else None,
         "template_generation": template_generation(written or daemonset),
         "changes": template_changes(plan["before"], plan["after"]),
+        "owners": owners,
     }
     if request.params["wait"]:  # unchanged: the rollout's state is read once
         result["rollout"] = wait_for_write(request, api, namespace, name, written, None if plan["changed"] else 0)
@@ -103,8 +109,8 @@ def change_template(request: Request, api: Api, patch_for: Patcher, done: str, u
 
 def update(request: Request, api: Api) -> Obj:
     """What ds_update returns (see its RETURN)."""
-    return change_template(request, api, lambda daemonset: _patch(request, daemonset["spec"]["template"]), "updated",
-                           "unchanged (the template asked for is live)")  # fmt: skip
+    return change_template(request, api, lambda daemonset: _patch(request, daemonset["spec"]["template"]),
+                           "an update", "updated", "unchanged (the template asked for is live)")  # fmt: skip
 
 
 def restart(request: Request, api: Api) -> Obj:
@@ -121,7 +127,8 @@ def restart(request: Request, api: Api) -> Obj:
         stamp = rfc3339(utcnow())
         return {"spec": {"template": restart_patch(stamp, {CONFIG_HASH: digest} if digest else None)}}
 
-    result = change_template(request, api, patch_for, "restarted", "not restarted: its configuration is unchanged")
+    result = change_template(request, api, patch_for, "a restart", "restarted",
+                             "not restarted: its configuration is unchanged")  # fmt: skip
     return dict(result, config_hash=digest)
 
 

@@ -18,6 +18,9 @@ import time
 import typing as t
 
 from ansible_collections.kubeops.daemonset.plugins.module_utils._client import K8sError
+from ansible_collections.kubeops.daemonset.plugins.module_utils._objects import FIELD_MANAGER, Obj
+from ansible_collections.kubeops.daemonset.plugins.module_utils._owners import foreign_owners, owner_policy
+from ansible_collections.kubeops.daemonset.plugins.module_utils._runner import Request
 
 State = t.TypeVar("State")
 Plan = t.TypeVar("Plan")
@@ -49,3 +52,16 @@ def with_fresh_reads(
         f"overwritten, run again: {last}",
         409,
     )
+
+
+def check_owners(request: Request, daemonset: Obj, action: str, kubectl_apply: bool = False) -> list[Obj]:
+    """The DaemonSet's other managers, after the request's ``on_foreign_owner`` policy has warned (RequestError:
+    refused) - before anything is written."""
+    meta = daemonset["metadata"]
+    owners = foreign_owners(daemonset, request.params.get("field_manager") or FIELD_MANAGER, kubectl_apply)
+    warning = owner_policy(
+        owners, request.params["on_foreign_owner"], action, f"DaemonSet {meta['namespace']}/{meta['name']}"
+    )
+    if warning:
+        request.warn(warning)
+    return owners

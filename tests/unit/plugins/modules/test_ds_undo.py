@@ -54,7 +54,7 @@ class Recorder:
 
 def undo(api: Recorder, to_revision: int = 1) -> tuple[dict, Request]:
     params = {"namespace": "ns", "name": NAME, "to_revision": to_revision, "change_cause": None, "wait": False,
-              "wait_timeout": 300, "from_template_generation": None}  # fmt: skip
+              "wait_timeout": 300, "from_template_generation": None, "on_foreign_owner": "warn"}  # fmt: skip
     request = Request(params, check_mode=True)
     return ds_undo.run(request, api), request
 
@@ -127,7 +127,7 @@ def test_a_template_another_writer_changed_is_not_rolled_back():
     ds, revisions = state("01-updated-v2")
     api = Recorder([(ds, revisions)], conflicts=0)
     params = {"namespace": "ns", "name": NAME, "to_revision": 1, "change_cause": None, "wait": False,
-              "wait_timeout": 300, "from_template_generation": 99}  # fmt: skip
+              "wait_timeout": 300, "from_template_generation": 99, "on_foreign_owner": "warn"}  # fmt: skip
     with pytest.raises(_history.RequestError, match="changed by another writer"):
         ds_undo.run(Request(params, check_mode=True), api)
     assert api.patches == []
