@@ -401,7 +401,7 @@ def up(workers: int, shape: NodeShape, pod_ready_ms: int, real_nodes: int) -> No
         if real_nodes:
             start_real_node(ports)
         wait_until("kwok", lambda: nodes_ready(workers + 1 + real_nodes), 120 + workers * 0.2)
-    except (ComponentFailed, subprocess.CalledProcessError) as err:
+    except (RuntimeError, subprocess.CalledProcessError) as err:  # ComponentFailed is a RuntimeError
         detail = err.stderr if isinstance(err, subprocess.CalledProcessError) else ""
         down(quiet=True, keep_logs=True)
         sys.exit(f"cluster-up failed: {err}\n{detail}")

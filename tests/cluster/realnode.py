@@ -189,6 +189,9 @@ state = "{self.dir / "containerd-state"}"
 
     def prepare(self) -> None:
         """The state directory and the cluster's cgroup root in every hierarchy (the kubelet requires it to exist)."""
+        longest = self.dir / "kubelet" / "pod-resources" / "0123456789"  # the kubelet's deepest socket
+        if len(str(longest)) > 107:
+            raise RuntimeError(f"{self.state} is too long a path for the real node's unix sockets ({longest})")
         self.dir.mkdir(parents=True, exist_ok=True)
         for hierarchy in hierarchies():
             root = hierarchy / self.cgroup_root.lstrip("/")
