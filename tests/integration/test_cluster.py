@@ -72,9 +72,12 @@ def test_crashloop_image_never_becomes_ready(namespace, seed_daemonset, apply_ma
     apply_manifest(seed_daemonset(namespace, image="example.invalid/crashloop:1"))
 
     def restarting() -> bool:
+        """As a kubelet reports a crash loop: restarted, the last run exited 1, not ready (the state is mostly
+        terminated with reason Error, waiting: CrashLoopBackOff only just before a restart)."""
         for pod in pods_by_node(namespace).values():
             for status in pod["status"].get("containerStatuses", []):
-                if status["state"].get("waiting", {}).get("reason") == "CrashLoopBackOff" and status["restartCount"]:
+                last_exit = status.get("lastState", {}).get("terminated", {}).get("exitCode")
+                if status["restartCount"] and last_exit == 1:
                     return not status["ready"]
         return False
 
