@@ -246,9 +246,10 @@ def test_crash_loop(node, namespace, kubectl, run_module, diagnose, rolled_out, 
     assert found["broken_template"]["nodes"] == [node.name]
 
 
-def test_crash_loop_fails_the_batch_gate(node, namespace, run_module, rolled_out):
+def test_crash_loop_fails_the_batch_gate(node, namespace, run_module, rolled_out, capture):
     rolled_out(node)
     failed = run_module("ds_batch_rollout", batch_args(namespace, node, images={"main": CRASHLOOP}))
+    capture("crash-loop-gate", node, ds_batch_rollout=failed)
     assert failed["failed"] and failed["outcome"] == "rolled_back", failed.get("msg")
     assert failed["rollback"]["complete"] is True
 
