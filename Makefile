@@ -56,9 +56,12 @@ $(BIN)/kwok: tests/cluster/kwok/go.mod tests/cluster/kwok/go.sum
 # and the test images, all from Go modules; runc from Debian (it needs cgo and libseccomp).
 real-node: host-packages binaries $(BIN)/kubelet $(BIN)/containerd $(BIN)/crictl $(BIN)/registry \
 	$(IMAGES)/pause.tar $(IMAGES)/tool.tar $(IMAGES)/crashloop.tar
+# Debian packages the real node needs (runc; ip, which finds the node's address), installed only when missing.
+HOST_PACKAGES := runc:runc ip:iproute2
 host-packages:
-	@command -v runc >/dev/null || { apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends runc >/dev/null; }
+	@missing="$$(for pair in $(HOST_PACKAGES); do command -v "$${pair%%:*}" >/dev/null || echo "$${pair#*:}"; done)"; \
+	if [ -n "$$missing" ]; then apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
 $(BIN)/kubelet: $(BIN)/kube
 	ln -sf kube "$@"
 $(BIN)/containerd: tests/cluster/containerd/go.mod tests/cluster/containerd/go.sum
