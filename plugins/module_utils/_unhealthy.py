@@ -26,7 +26,12 @@ from ansible_collections.kubeops.daemonset.plugins.module_utils._objects import 
     pod_terminated,
     pod_terminating,
 )
-from ansible_collections.kubeops.daemonset.plugins.module_utils._placement import node_placement, wanted_if_healthy
+from ansible_collections.kubeops.daemonset.plugins.module_utils._placement import (
+    node_placement,
+    rolling_budget,
+    update_strategy,
+    wanted_if_healthy,
+)
 from ansible_collections.kubeops.daemonset.plugins.module_utils._rollout import SHOWN_NAMES, pod_failure, pod_is_updated
 from ansible_collections.kubeops.daemonset.plugins.module_utils._values import int_or_percent, plural, preview
 
@@ -56,7 +61,8 @@ def _pod_state(pods: list[Obj], daemonset: Obj, current_hash: str | None, now: d
 def left_behind(daemonset: Obj, nodes: t.Iterable[Obj], pods: t.Iterable[Obj], current_hash: str | None,
                 now: datetime | None) -> Obj:  # fmt: skip
     """Where the rollout of the live template stands on the nodes it targets, unhealthy ones apart:
-    ``{targets, pending: [healthy nodes not rolled out], skipped: [{node, trouble, pod}]}``.
+    ``{targets, pending: [healthy nodes not rolled out], skipped: [{node, trouble, pod}], max_unavailable}``
+    (maxUnavailable resolved against the targets; None for OnDelete).
 
     A healthy node is targeted when the controller would run the pod there; an unhealthy one also when only the
     not-ready/unreachable taints keep the pod away (the controller dropped it). Cordoned nodes run daemon pods (they
@@ -65,7 +71,8 @@ def left_behind(daemonset: Obj, nodes: t.Iterable[Obj], pods: t.Iterable[Obj], c
     for pod in owned_by(daemonset, pods):
         by_node.setdefault(pod_target_node(pod) or "", []).append(pod)
     targets, pending, skipped = 0, [], []
-    for node in nodes:
+    node_list = list(nodes)
+    for node in node_list:
         name, trouble, place = node["metadata"]["name"], node_trouble(node), node_placement(daemonset, node)
         if not (place["should_run"] or (trouble not in (None, "cordoned") and wanted_if_healthy(place))):
             continue
@@ -77,7 +84,9 @@ def left_behind(daemonset: Obj, nodes: t.Iterable[Obj], pods: t.Iterable[Obj], c
             skipped.append({"node": name, "trouble": trouble, "pod": state})
         else:
             pending.append(name)
-    return {"targets": targets, "pending": pending, "skipped": skipped}
+    strategy = update_strategy(daemonset)
+    max_unavailable = rolling_budget(daemonset, targets)[0] if strategy["type"] == "RollingUpdate" else None
+    return {"targets": targets, "pending": pending, "skipped": skipped, "max_unavailable": max_unavailable}
 
 
 def verdict(view: Obj, budget: int | str) -> Obj:
@@ -90,6 +99,18 @@ def verdict(view: Obj, budget: int | str) -> Obj:
         return {"done": False, "allowed": limit, "over": False, "line": None}
     names = preview([f"{s['node']} ({s['trouble']}, {s['pod']})" for s in skipped], SHOWN_NAMES)
     where = f"over {OPTION}={budget}" if over else f"within {OPTION}={budget}"
-    line = (f"{plural(len(skipped), 'unhealthy node')} of {view['targets']} without the new pod, {where} "
+    line = (f"{len(skipped)} of {plural(view['targets'], 'target node')} unhealthy without the new pod, {where} "
             f"({limit} allowed): {names}")  # fmt: skip
-    return {"done": not over and not view["pending"], "allowed": limit, "over": over, "line": line}
+    return {"done": not over and not view["pending"], "allowed": limit, "over": over, "line": line + _stall(view)}
+
+
+def _stall(view: Obj) -> str:
+    """Why the healthy nodes left do not move: the unavailable pods of the unhealthy ones count against
+    maxUnavailable (the controller's rule since Kubernetes 1.31), so it updates no other node."""
+    holding = sum(1 for s in view["skipped"] if s["pod"] != "no pod")
+    if not view["pending"] or view["max_unavailable"] is None or holding < view["max_unavailable"]:
+        return ""
+    left = f"{plural(len(view['pending']), 'healthy node')} left ({preview(view['pending'])})"
+    return (f"; their unavailable pods use up maxUnavailable={view['max_unavailable']}, so the controller updates "
+            f"none of the {left}: raise maxUnavailable above the number of unhealthy nodes, or delete the dead nodes "
+            "(kubectl delete node)")  # fmt: skip

@@ -49,11 +49,15 @@ def node(request: pytest.FixtureRequest, kubectl, test_node) -> Node:
     return Node("real", nodes[0].removeprefix("node/"))
 
 
-def daemonset(namespace: str, node: Node, image: str = TOOL, **pod: Any) -> dict[str, Any]:
-    """A DaemonSet with one container on exactly NODE (it tolerates the test nodes' and the real node's taints);
-    POD entries go into the container (args, readinessProbe, resources); min_ready_seconds into the spec."""
+def daemonset(namespace: str, node: Node, image: str = TOOL, also: tuple[str, ...] = (), **pod: Any) -> dict[str, Any]:
+    """A DaemonSet with one container on exactly NODE and the nodes named in ALSO (it tolerates the test nodes' and
+    the real node's taints); POD entries go into the container (args, readinessProbe, resources); min_ready_seconds
+    into the spec."""
     min_ready = pod.pop("min_ready_seconds", 0)
     container = {"name": "main", "image": image, **pod}
+    hostnames = {"key": "kubernetes.io/hostname", "operator": "In", "values": [node.name, *also]}
+    placement = {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": [{"matchExpressions": [hostnames]}]}}}}  # fmt: skip
     return {
         "apiVersion": "apps/v1",
         "kind": "DaemonSet",
@@ -65,7 +69,7 @@ def daemonset(namespace: str, node: Node, image: str = TOOL, **pod: Any) -> dict
             "template": {
                 "metadata": {"labels": {"app": NAME}},
                 "spec": {
-                    "nodeSelector": {"kubernetes.io/hostname": node.name},
+                    **placement,
                     "tolerations": [
                         {"key": TEST_NODE_TAINT, "operator": "Exists"},
                         {"key": REAL.LABEL, "operator": "Exists"},
@@ -399,3 +403,40 @@ def test_node_whose_kubelet_stops_then_comes_back(
     assert eventually(lambda: all(condition(pod, "Ready") == "True" for pod in pods(kubectl, namespace)), 60)
     # the node lifecycle controller lifts the unreachable taints within its monitor period
     assert eventually(lambda: causes(run_module("ds_diagnose", {"name": NAME, "namespace": namespace})) == {}, 60)
+
+
+def test_rollout_leaves_a_stopped_node_behind_within_its_budget(
+    node, namespace, kubectl, run_module, rolled_out, kubelet, test_node, eventually
+):
+    """A node whose kubelet stopped holds a rollout back for good (its old pod cannot be deleted), or the
+    controller drops it and kubectl reports success although it runs no new pod. Without a budget the wait fails
+    naming the node; with unhealthy_node_budget it completes everywhere else and names the node it left behind."""
+    healthy = test_node(cpu="2", memory="8Gi", pods="110")
+    rolled_out(node, also=(healthy,))
+    kubelet.stop()
+    assert eventually(lambda: condition(json.loads(kubectl("get", "node", node.name, "-o", "json").stdout),
+                                         "Ready") == "Unknown", 90)  # fmt: skip
+    kubectl("set", "env", f"ds/{NAME}", "AGENT_VERSION=2", namespace=namespace)
+
+    held = run_module("ds_rollout_wait", wait_args(namespace, timeout=30))
+    assert held["failed"] and held["outcome"] == "timeout"
+    assert [(n["node"], n["trouble"]) for n in held["blockers"]["unhealthy_nodes"]] == [(node.name, "unreachable")]
+    assert node.name in held["msg"] and "over unhealthy_node_budget=0" in held["msg"]
+    kubectl_code, kubectl_says = rollout_status(kubectl, namespace, timeout="5s")
+    if kubectl_code == 0:  # the controller dropped the node: kubectl's success hides that it runs no new pod
+        assert held["blockers"]["unhealthy_nodes"][0]["pod"] == "no pod", kubectl_says
+
+    stalled = run_module("ds_rollout_wait", wait_args(namespace, timeout=10, unhealthy_node_budget=1))
+    assert stalled["failed"] and "use up maxUnavailable=1" in stalled["msg"] and healthy in stalled["msg"]
+    # the dead node's unavailable pod counts against maxUnavailable: with room for one more the healthy node moves
+    strategy = {"spec": {"updateStrategy": {"rollingUpdate": {"maxUnavailable": 2}}}}
+    kubectl("patch", "ds", NAME, "--type=merge", "-p", json.dumps(strategy), namespace=namespace)
+    rounded_down = run_module("ds_rollout_wait", wait_args(namespace, timeout=0, unhealthy_node_budget="49%"))
+    assert rounded_down["outcome"] == "status" and not rounded_down["rollout_complete"]  # 49% of 2 nodes: none
+    done = run_module("ds_rollout_wait", wait_args(namespace, timeout=60, unhealthy_node_budget=1))
+    assert done["rollout_complete"] and done["outcome"] == "complete", done.get("msg")
+    assert [(s["node"], s["trouble"]) for s in done["skipped_nodes"]] == [(node.name, "unreachable")]
+    assert any(node.name in warning and "within unhealthy_node_budget=1" in warning for warning in done["warnings"])
+    assert any(node.name in entry["message"] for entry in done["timeline"])  # the progress line named it
+    on_healthy = [pod for pod in pods(kubectl, namespace) if pod["spec"].get("nodeName") == healthy]
+    assert [container_status(pod).get("ready") for pod in on_healthy] == [True]

@@ -227,7 +227,8 @@ class RolloutWait:
         found = self.api.optional(lambda: [nodes_left_behind(self.api, self.daemonset)], errors, best_effort=True)
         if found and found[0] and found[0]["skipped"]:  # named first: no pod problem is theirs to fix
             blockers["unhealthy_nodes"] = found[0]["skipped"]
-            blockers["summary"] = f"{verdict(found[0], self.budget)['line']}; {blockers['summary']}"
+            line = verdict(found[0], self.budget)["line"]
+            blockers["summary"] = f"{line}; {blockers['summary']}" if blockers["pod_problems"] else line
         if not self.status["observed"]:
             blockers["summary"] = (
                 f"the DaemonSet controller has not observed generation {self.status['generation']} (observed "
