@@ -114,3 +114,14 @@ def _stall(view: Obj) -> str:
     return (f"; their unavailable pods use up maxUnavailable={view['max_unavailable']}, so the controller updates "
             f"none of the {left}: raise maxUnavailable above the number of unhealthy nodes, or delete the dead nodes "
             "(kubectl delete node)")  # fmt: skip
+
+
+def dead_targets(daemonset: Obj, nodes: t.Iterable[Obj]) -> list[Obj]:
+    """The NotReady and unreachable nodes DAEMONSET targets, as ``left_behind`` reports skipped nodes: a batch
+    rollout leaves them out of its plan, as the pods it would delete there could not be replaced."""
+    return [
+        {"node": node["metadata"]["name"], "trouble": trouble, "pod": "left out of the plan"}
+        for node in nodes
+        if (trouble := node_trouble(node)) in ("NotReady", "unreachable")
+        and wanted_if_healthy(node_placement(daemonset, node))
+    ]

@@ -308,6 +308,11 @@ blockers:
           O(unhealthy_node_budget); the summary names them first.
       type: list
       elements: dict
+    unhealthy_nodes_only:
+      description:
+        - Set with RV(blockers.unhealthy_nodes) - V(true) when no pod problem holds the rollout, only those nodes:
+          the new template is not at fault, and rolling it back would not help.
+      type: bool
     errors:
       description: Pods or events that could not be listed (for example forbidden by RBAC).
       type: list

@@ -239,3 +239,30 @@ def test_full_template_with_a_canary_pool_is_idempotent(kubectl, namespace, make
     again = run_module("ds_batch_rollout", template_args)
     assert again["changed"] is False, again
     assert daemonset(kubectl, namespace)["metadata"]["resourceVersion"] == live["metadata"]["resourceVersion"]
+
+
+def test_dead_nodes_are_left_out_within_the_budget_and_refused_over_it(
+    kubectl, namespace, make_fleet, run_module, eventually
+):
+    """A NotReady node the DaemonSet targets: over unhealthy_node_budget nothing is written and the node is named;
+    within it the plan leaves the node out, names it, and every other node is updated."""
+    nodes = make_fleet(4)
+    dead = nodes[-1]
+    kubectl("label", "node", dead, "kubeops.test/not-ready=true")  # its simulated kubelet reports NotReady
+
+    def not_ready_taint() -> bool:
+        taints = json.loads(kubectl("get", "node", dead, "-o", "json").stdout)["spec"].get("taints") or []
+        return any(taint["key"] == "node.kubernetes.io/not-ready" for taint in taints)
+
+    assert eventually(not_ready_taint, 60)
+    before = daemonset(kubectl, namespace)["metadata"]["resourceVersion"]
+    refused = run_module("ds_batch_rollout", args(namespace, images={CONTAINER: GOOD}, batches=["100%"]))
+    assert refused["failed"] and dead in refused["msg"] and "over unhealthy_node_budget=0" in refused["msg"]
+    assert daemonset(kubectl, namespace)["metadata"]["resourceVersion"] == before
+
+    done = run_module("ds_batch_rollout", args(namespace, images={CONTAINER: GOOD}, batches=["100%"],
+                                                unhealthy_node_budget="25%"))  # fmt: skip
+    assert done["outcome"] == "complete", done.get("msg")
+    assert [(s["node"], s["trouble"]) for s in done["skipped_nodes"]] == [(dead, "NotReady")]
+    assert any(dead in warning for warning in done["warnings"])
+    assert sorted(done["touched_nodes"]) == sorted(nodes[:-1])

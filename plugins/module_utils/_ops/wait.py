@@ -229,6 +229,7 @@ class RolloutWait:
             blockers["unhealthy_nodes"] = found[0]["skipped"]
             line = verdict(found[0], self.budget)["line"]
             blockers["summary"] = f"{line}; {blockers['summary']}" if blockers["pod_problems"] else line
+            blockers["unhealthy_nodes_only"] = not blockers["pod_problems"]  # a rollback would not help
         if not self.status["observed"]:
             blockers["summary"] = (
                 f"the DaemonSet controller has not observed generation {self.status['generation']} (observed "
