@@ -110,7 +110,8 @@ class Api:
                 403,
             )
         if status == 401:
-            return K8sError(f"unauthorized: the API server at {self.host} rejected the credentials ({detail})", 401)
+            return K8sError(f"unauthorized: the API server at {self.host} rejected the credentials ({detail}): check "
+                            "api_key or the kubeconfig's user (a token may have expired)", 401)  # fmt: skip
         if status == 404 and resource == "daemonsets" and name:
             return K8sError(f"DaemonSet {namespace}/{name} not found", 404)
         target = f"{group}{resource}/{name}" if name else f"{group}{resource}"
@@ -140,7 +141,8 @@ class Api:
         if exc.kind == "tls":
             return K8sError(f"cannot connect to the Kubernetes API at {self.host}: {exc} (check ca_cert / the "
                             "kubeconfig's certificate-authority, or validate_certs)")  # fmt: skip
-        return K8sError(f"cannot reach the Kubernetes API at {self.host}: {exc}", None, transient=True)
+        return K8sError(f"cannot reach the Kubernetes API at {self.host}: {exc} (check host or the kubeconfig's "
+                        "server, and that the API server runs)", None, transient=True)  # fmt: skip
 
     # --- calls -------------------------------------------------------------------------------
 
@@ -167,16 +169,22 @@ class Api:
     def require_daemonset(self, namespace: str, name: str) -> Obj:
         """The DaemonSet; when missing, K8sError (404) naming the DaemonSets the namespace has (if listable)."""
         daemonset = self.get("daemonsets", namespace, name)
-        if daemonset is not None:
-            return daemonset
+        if daemonset is None:
+            raise self.missing_daemonset(namespace, name)
+        return daemonset
+
+    def missing_daemonset(self, namespace: str, name: str) -> K8sError:
+        """The 404 of DaemonSet NAMESPACE/NAME, naming the DaemonSets the namespace has (if listable)."""
         try:
             names = sorted(item["metadata"]["name"] for item in self.list_items("daemonsets", namespace))
         except K8sError as exc:  # no list permission: the plain message must do
             if exc.transient:
                 raise
-            raise K8sError(f"DaemonSet {namespace}/{name} not found", 404) from None
-        exists = f"DaemonSets there: {', '.join(names)}" if names else "there is no DaemonSet in that namespace"
-        raise K8sError(f"DaemonSet {namespace}/{name} not found; {exists}", 404)
+            return K8sError(f"DaemonSet {namespace}/{name} not found", 404)
+        # listing a namespace that does not exist gives no error, just nothing
+        exists = f"DaemonSets there: {', '.join(names)}" if names else (
+            f'there is no DaemonSet in namespace "{namespace}" (check namespace: does it exist?)')  # fmt: skip
+        return K8sError(f"DaemonSet {namespace}/{name} not found; {exists}", 404)
 
     def optional(self, call: t.Callable[[], t.Any], notes: list[str], what: str = "",
                  best_effort: bool = False) -> t.Any:  # fmt: skip

@@ -40,8 +40,14 @@ options:
     description:
       - The DaemonSet, as a dict or as the YAML text of a manifest (what C(kubectl apply -f) reads). Other documents
         of the text are ignored; exactly one must be a DaemonSet.
-      - Required with O(state=present); with O(state=absent) it may name the DaemonSet.
+      - With O(state=present) one of O(definition) and O(src) is required; with O(state=absent) either may name
+        the DaemonSet.
     type: raw
+  src:
+    description:
+      - A manifest file on the controller holding the DaemonSet, read like O(definition)'s text (other documents are
+        ignored). Errors name the file.
+    type: path
   name:
     description: Name of the DaemonSet; overrides the definition's C(metadata.name).
     type: str
@@ -214,6 +220,7 @@ from ansible_collections.kubeops.daemonset.plugins.module_utils._runner import a
 ARGUMENT_SPEC = {
     "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
     "definition": {"type": "raw"},
+    "src": {"type": "path"},
     "name": {"type": "str"},
     "namespace": {"type": "str"},
     "change_cause": {"type": "str"},
@@ -235,7 +242,10 @@ ARGUMENT_SPEC = {
     "wait_progress_deadline": {"type": "int"},
     "delete_timeout": {"type": "int", "default": 120},
 }
-SPEC_RULES = {"required_if": [("state", "present", ("definition",))]}
+SPEC_RULES = {
+    "mutually_exclusive": [("definition", "src")],
+    "required_if": [("state", "present", ("definition", "src"), True)],
+}
 
 
 def check(params: dict[str, t.Any]) -> None:

@@ -211,8 +211,8 @@ ARGUMENT_SPEC = {
 
 
 def check(params: dict[str, t.Any]) -> None:
-    at_least(params, 0, "wait_timeout")
-    at_least(params, 1, "wait_progress_deadline")
+    at_least(params, 0, "to_revision", "wait_timeout")
+    at_least(params, 1, "wait_progress_deadline", "from_template_generation")
 
 
 run = undo  # what main() and the action (plugins/action/ds_undo.py) call

@@ -34,6 +34,11 @@ options:
         (server defaults are filled in again).
       - A manifest of another kind is refused.
     type: raw
+  src:
+    description:
+      - A file on the controller holding what O(template) takes (one YAML document - a DaemonSet manifest or a pod
+        template). Errors name the file.
+    type: path
   images:
     description:
       - New images by container name (containers and init containers). Other fields are not touched.
@@ -160,6 +165,7 @@ from ansible_collections.kubeops.daemonset.plugins.module_utils._runner import D
 ARGUMENT_SPEC = {
     **DAEMONSET_ARG_SPEC,
     "template": {"type": "raw"},
+    "src": {"type": "path"},
     "images": {"type": "dict"},
     "resources": {"type": "dict"},
     "change_cause": {"type": "str"},
@@ -168,8 +174,8 @@ ARGUMENT_SPEC = {
     "wait_progress_deadline": {"type": "int"},
 }
 SPEC_RULES = {
-    "mutually_exclusive": [("template", "images"), ("template", "resources")],
-    "required_one_of": [("template", "images", "resources")],
+    "mutually_exclusive": [("template", "src", "images"), ("template", "src", "resources")],
+    "required_one_of": [("template", "src", "images", "resources")],
 }
 
 

@@ -129,7 +129,7 @@ class BatchRollout:
                 "renewal if it was killed elsewhere"
             )
         live = daemonset["spec"]["template"]
-        template = pod_template_of(self.params["template"]) if self.params["template"] is not None else None
+        template = pod_template_of(self.params["template"], "template") if self.params["template"] is not None else None
         patch = template_patch(live, template=template, images=self.params["images"])
         desired = live
         if patch is not None:  # the server applies (and defaults) it: compared with the live one semantically

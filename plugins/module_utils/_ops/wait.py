@@ -128,7 +128,7 @@ class RolloutWait:
         }
         what = f"DaemonSet {self.namespace}/{self.name}"
         if self.outcome == "not_found":
-            return dict(result, msg=f"{what} not found")
+            return dict(result, msg=str(self.api.missing_daemonset(self.namespace, self.name)))
         if self.outcome == "deleted":
             return dict(result, msg=f"{what} was deleted while waiting for its rollout (object has been deleted)")
         revisions = self.api.optional(lambda: revisions_of(self.api, self.daemonset), result["warnings"],
