@@ -30,7 +30,7 @@ description:
     or waits until they have been deleted and replaced (O(on_delete=wait)). kubectl's C(--timeout=0) waits forever;
     here O(timeout=0) means C(--watch=false) (read the status once). The default timeout is 300 seconds, not forever.
     O(progress_deadline) and the RV(blockers) report have no kubectl equivalent."
-  - "RBAC: C(get), C(list) and C(watch) on C(daemonsets) (API group C(apps)) in O(namespace) are required.
+  - "RBAC: C(list) and C(watch) on C(daemonsets) (API group C(apps)) in O(namespace) are required.
     Optional: C(list) on C(controllerrevisions) (group C(apps)) for RV(revision), C(list) on C(pods) and C(events)
     for RV(blockers); without them the module still works and says what it could not read. A missing required verb
     fails with a C(forbidden) message naming the verb, the resource and the namespace."

@@ -25,7 +25,8 @@ description:
   - It returns the revision live before and the template generation it wrote, for
     M(kubeops.daemonset.ds_rollout_wait) (O(kubeops.daemonset.ds_rollout_wait#module:template_generation)) and
     M(kubeops.daemonset.ds_undo) (O(kubeops.daemonset.ds_undo#module:from_template_generation)).
-  - "RBAC: C(get) and C(patch) on C(apps/daemonsets) and C(list) on C(apps/controllerrevisions) in O(namespace)."
+  - "RBAC: C(get) and C(patch) on C(apps/daemonsets) and C(list) on C(apps/controllerrevisions) in O(namespace);
+    C(list) and C(watch) on C(apps/daemonsets) with O(wait=true). C(docs/rbac/update.yaml) has them all."
 options:
   template:
     description:

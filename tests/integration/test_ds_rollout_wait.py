@@ -297,7 +297,7 @@ def test_missing_watch_verb_is_a_clear_forbidden_error(
     result = run_module("ds_rollout_wait", {"name": NAME, "namespace": namespace, "timeout": 60, **auth})
     assert result["failed"]
     assert result["msg"].startswith(f'forbidden: cannot watch apps/daemonsets in namespace "{namespace}"')
-    assert "ds_rollout_wait needs: get, list, watch on apps/daemonsets" in result["msg"]
+    assert "ds_rollout_wait needs: list, watch on apps/daemonsets." in result["msg"]
 
     # reading the status once needs no watch
     status_only = run_module("ds_rollout_wait", {"name": NAME, "namespace": namespace, "timeout": 0, **auth})

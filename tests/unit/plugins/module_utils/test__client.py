@@ -38,7 +38,7 @@ def test_forbidden_names_verb_resource_namespace_and_needed_rbac() -> None:
     assert error.status == 403 and not error.transient
     message = str(error)
     assert message.startswith('forbidden: cannot watch apps/daemonsets in namespace "prod"')
-    assert "ds_rollout_wait needs: get, list, watch on apps/daemonsets" in message
+    assert "ds_rollout_wait needs: list, watch on apps/daemonsets." in message
     assert 'Server said: daemonsets.apps is forbidden: User "x"' in message
 
 
