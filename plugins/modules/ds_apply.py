@@ -46,7 +46,8 @@ options:
   src:
     description:
       - A manifest file on the controller holding the DaemonSet, read like O(definition)'s text (other documents are
-        ignored). Errors name the file.
+        ignored). A relative path is looked for in the C(files/) directories of the role and the play first, as the
+        C(file) lookup does. Errors name the file.
     type: path
   name:
     description: Name of the DaemonSet; overrides the definition's C(metadata.name).

@@ -211,7 +211,7 @@ ARGUMENT_SPEC = {
 
 
 def check(params: dict[str, t.Any]) -> None:
-    at_least(params, 0, "to_revision", "wait_timeout")
+    at_least(params, 0, "wait_timeout")  # a negative to_revision gets kubectl's message, naming what exists
     at_least(params, 1, "wait_progress_deadline", "from_template_generation")
 
 

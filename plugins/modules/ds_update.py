@@ -38,7 +38,8 @@ options:
   src:
     description:
       - A file on the controller holding what O(template) takes (one YAML document - a DaemonSet manifest or a pod
-        template). Errors name the file.
+        template). A relative path is looked for in the C(files/) directories of the role and the play first, as the
+        C(file) lookup does. Errors name the file.
     type: path
   images:
     description:

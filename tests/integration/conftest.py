@@ -51,8 +51,8 @@ class ServiceAccounts:
         (``("daemonsets", "patch")``) when given."""
         roles: dict[str, list[dict[str, Any]]] = {"Role": []}
         for use in uses:
-            for doc in yaml.safe_load_all((RBAC_DOCS / f"{use}.yaml").read_text()):
-                roles.setdefault(doc["kind"], []).extend(doc["rules"])
+            for item in yaml.safe_load((RBAC_DOCS / f"{use}.yaml").read_text())["items"]:
+                roles.setdefault(item["kind"], []).extend(item["rules"])
         if without:
             roles = {kind: _without(rules, *without) for kind, rules in roles.items()}
         return self.kubeconfig(roles["Role"], roles.get("ClusterRole"))

@@ -126,7 +126,8 @@ CASES = [
     module("history-invalid-token", "ds_history", UNAUTHORIZED, **BAD_TOKEN),
     # --- ds_undo
     module("undo-missing-revision", "ds_undo", NO_REVISION, to_revision=99),
-    module("undo-revision-negative", "ds_undo", "to_revision must be at least 0 (got -1)", to_revision=-1),
+    module("undo-revision-negative", "ds_undo", ("unable to find specified revision -1", "available revisions: 1, 2"),
+           to_revision=-1),
     module("undo-wait-timeout-negative", "ds_undo", "wait_timeout must be at least 0 (got -1)", wait=True,
            wait_timeout=-1),
     module("undo-progress-deadline-zero", "ds_undo", "wait_progress_deadline must be at least 1", wait=True,

@@ -209,7 +209,10 @@ def test_on_delete_wait_until_pods_are_deleted(ansible_env, kubectl, namespace, 
 def test_missing_daemonset(run_module, namespace):
     result = run_module("ds_rollout_wait", {"name": "does-not-exist", "namespace": namespace})
     assert result["failed"] and result["outcome"] == "not_found"
-    assert result["msg"] == f"DaemonSet {namespace}/does-not-exist not found"
+    assert result["msg"] == (
+        f'DaemonSet {namespace}/does-not-exist not found; there is no DaemonSet in namespace "{namespace}" (check '
+        "namespace: does it exist?)"
+    )
 
 
 def test_deleted_during_the_wait(ansible_env, kubectl, namespace, rolled_out):

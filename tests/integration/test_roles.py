@@ -235,6 +235,13 @@ def test_wrong_variables_fail_before_touching_the_cluster(run_playbook, kubectl,
     assert kubectl("get", "ds", "-o", "name", namespace=namespace).stdout == ""
 
 
+def test_a_relative_manifest_file_is_found_like_the_file_lookup_finds_it(run_playbook, kubectl, namespace):
+    extra = {"daemonset_namespace": namespace, "deploy_manifest_file": "fluentd-daemonset.yaml"}  # playbooks/files/
+    checked = run_playbook("kubeops.daemonset.deploy", extra, check=True)
+    assert ok(checked)["changed"] == 1
+    assert "daemonset.apps/fluentd-elasticsearch created (check mode)" in checked.stdout
+
+
 def test_deploy_sources_are_exclusive(run_playbook, kubectl, namespace):
     run = run_playbook(
         "kubeops.daemonset.deploy",

@@ -13,10 +13,10 @@ RBAC_DOCS = Path(__file__).resolve().parents[4] / "docs" / "rbac"
 
 
 def manifest(use: str) -> dict[str, list[dict]]:
-    """kind -> its rules (one per resource, verbs sorted) in docs/rbac/USE.yaml."""
-    documents = list(yaml.safe_load_all((RBAC_DOCS / f"{use}.yaml").read_text()))
-    assert all(doc["metadata"]["name"] == f"kubeops-daemonset-{use}" for doc in documents)
-    return {doc["kind"]: _rbac.merged(doc["rules"]) for doc in documents}
+    """kind -> its rules (one per resource, verbs sorted) in docs/rbac/USE.yaml (a List: one YAML document)."""
+    items = yaml.safe_load((RBAC_DOCS / f"{use}.yaml").read_text())["items"]
+    assert all(item["metadata"]["name"] == f"kubeops-daemonset-{use}" for item in items)
+    return {item["kind"]: _rbac.merged(item["rules"]) for item in items}
 
 
 def test_one_manifest_per_use() -> None:
