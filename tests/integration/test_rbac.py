@@ -83,14 +83,14 @@ def test_batch_rollout(run_module, kubectl, seeded, service_accounts):
 
 # --- one verb less: the forbidden error names it -------------------------------------------------
 
-# (use, the verb taken away, its resource, the task: a module with its options or a playbook with its variables)
+# (use, the verb taken away, its resource, the task: a module with its options or a playbook with its variables);
+# all but the last (a deploy that creates a DaemonSet, then waits) fail before they write anything.
 WITHOUT: list[tuple[str, str, str, str, dict[str, t.Any]]] = [
     ("read-only", "list", "daemonsets", "ds_rollout_wait", {"timeout": 0}),
     ("read-only", "get", "daemonsets", "ds_history", {}),
     ("read-only", "list", "controllerrevisions", "ds_history", {}),
     ("update", "create", "daemonsets", "playbook:deploy", {"daemonset_name": "fresh"}),
     ("update", "update", "daemonsets", "playbook:deploy", {}),
-    ("update", "watch", "daemonsets", "playbook:deploy", {"daemonset_name": "fresh"}),
     ("update", "delete", "daemonsets", "playbook:deploy", {"deploy_state": "absent"}),
     ("update", "patch", "daemonsets", "playbook:update", {"update_images": {NAME: V2_IMAGE}}),
     ("rollback", "patch", "daemonsets", "playbook:rollback", {"rollback_to_revision": 1}),
@@ -99,7 +99,10 @@ WITHOUT: list[tuple[str, str, str, str, dict[str, t.Any]]] = [
     ("troubleshoot", "get", "daemonsets", "ds_diagnose", {}),
     ("batch-rollout", "list", "nodes", "ds_batch_rollout", {"images": {NAME: V2_IMAGE}}),
     ("batch-rollout", "list", "pods", "ds_batch_rollout", {"images": {NAME: V2_IMAGE}}),
+    ("batch-rollout", "delete", "pods", "ds_batch_rollout", {"images": {NAME: V2_IMAGE}}),
+    ("update", "watch", "daemonsets", "playbook:deploy", {"daemonset_name": "fresh"}),  # last: it writes
 ]
+WRITES_FIRST = ("update", "watch", "daemonsets")
 
 
 @pytest.fixture(scope="module")
@@ -115,9 +118,10 @@ def shared(new_namespace, new_service_accounts, two_revisions, tmp_path_factory,
 
 @pytest.mark.parametrize(("use", "verb", "resource", "task", "args"), WITHOUT,
                          ids=[f"{row[0]}-without-{row[1]}-{row[2]}" for row in WITHOUT])  # fmt: skip
-def test_a_missing_verb_is_named(use, verb, resource, task, args, shared, run_module, run_playbook):
+def test_a_missing_verb_is_named(use, verb, resource, task, args, shared, run_module, run_playbook, written_objects):
     namespace, accounts = shared
     config = accounts.for_use(use, without=(resource, verb))
+    before = written_objects(namespace)
     if task.startswith("playbook:"):
         proc = run_playbook(f"kubeops.daemonset.{task.split(':')[1]}",
                             {"daemonset_namespace": namespace, "k8s_auth_kubeconfig": config, **args})  # fmt: skip
@@ -129,3 +133,5 @@ def test_a_missing_verb_is_named(use, verb, resource, task, args, shared, run_mo
     assert failed, said[-3000:]
     assert f"forbidden: cannot {verb} {group}{resource}" in said, said[-3000:]
     assert f"the credentials lack the '{verb}' verb on {group}{resource}" in said, said[-3000:]
+    if (use, verb, resource) != WRITES_FIRST:
+        assert written_objects(namespace) == before

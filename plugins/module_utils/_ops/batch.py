@@ -155,10 +155,18 @@ class BatchRollout:
             if not plan["pending"]:
                 would = "would check the updated pods and restore the original update strategy"
             return dict(result, changed=True, msg=f"{self.what}: {would}")
+        self.can_delete_pods(daemonset)
         daemonset, target, state = self.begin(daemonset, patch if template_changes else None, state, in_progress)
         plan = _batch.plan_batches(specs, nodes, self.pods_by_node(daemonset, 0), revision_hash(target))
         result.update(plan=plan, revision=_revisions(state, target))
         return self.run_batches(result, daemonset, plan, state, target)
+
+    def can_delete_pods(self, daemonset: Obj) -> None:
+        """A dry-run delete of one of its pods: credentials that may not delete pods fail here (403 naming the
+        verb), before the start write, instead of after it with the DaemonSet left on OnDelete."""
+        pod = next(iter(self.pods_by_node(daemonset, 0).values()), None)
+        if pod is not None:
+            self.api.delete("pods", self.namespace, pod["metadata"]["name"], dry_run=True)
 
     def say_plan(self, plan: Obj, state: Obj, target: Obj | None, in_progress: bool) -> None:
         if in_progress:
