@@ -218,15 +218,16 @@ class Api:
     def delete(self, resource: str, namespace: str, name: str, preconditions: Obj | None = None,
                dry_run: bool = False, propagation: str | None = None) -> bool:  # fmt: skip
         """Delete (graceful, as kubectl does); False when it (or, with a UID precondition, that incarnation)
-        is already gone."""
+        is already gone. DRY_RUN goes in the DeleteOptions: with a body the server reads no query parameters."""
         body: Obj = {"kind": "DeleteOptions", "apiVersion": "v1"}
+        if dry_run:
+            body["dryRun"] = ["All"]
         if preconditions:
             body["preconditions"] = preconditions
         if propagation:
             body["propagationPolicy"] = propagation
         try:
-            self._request("DELETE", "delete", resource, namespace, name, {"dryRun": "All" if dry_run else None}, body,
-                          "application/json")  # fmt: skip
+            self._request("DELETE", "delete", resource, namespace, name, body=body, content_type="application/json")
         except K8sError as exc:
             if exc.status in (404, 409):  # gone, or a new pod holds the name (UID precondition failed)
                 return False

@@ -77,6 +77,10 @@ def test_deploy_playbook_check_mode_apply_idempotent(run_playbook, kubectl, name
     assert changed["changed"] >= 1
     assert get_ds(kubectl, namespace)["metadata"]["resourceVersion"] == version
 
+    checked = run_playbook("kubeops.daemonset.deploy", {**base, "deploy_state": "absent"}, check=True)
+    assert ok(checked)["changed"] == 1
+    assert "deletionTimestamp" not in get_ds(kubectl, namespace)["metadata"]  # a dry run: still there
+
     gone = run_playbook("kubeops.daemonset.deploy", {**base, "deploy_state": "absent"})
     assert ok(gone)["changed"] == 1
     assert kubectl("get", "ds,pods", "-o", "name", namespace=namespace).stdout == ""

@@ -68,3 +68,26 @@ def test_rbac_rules_describe_every_module() -> None:
     assert _rbac.describe_rules([{"apiGroups": [""], "resources": ["pods", "events"], "verbs": ["list"]}]) == (
         "list on pods, events"
     )
+
+
+class RecordingTransport:
+    host = "https://k8s"
+
+    def __init__(self) -> None:
+        self.sent: list[tuple] = []
+
+    def request(self, method, path, query, body, content_type, timeout) -> _transport.Response:
+        self.sent.append((method, path, query, body))
+        return _transport.Response(200, {}, b"{}")
+
+
+def test_a_dry_run_delete_says_so_in_its_body() -> None:
+    """With a DeleteOptions body the API server ignores the dryRun query parameter: it deletes for real."""
+    transport = RecordingTransport()
+    api = _client.Api(transport, "ds_apply")
+    assert api.delete("daemonsets", "ns", "ds", dry_run=True, propagation="Background")
+    method, path, _query, body = transport.sent[0]
+    assert (method, path) == ("DELETE", "/apis/apps/v1/namespaces/ns/daemonsets/ds")
+    assert body == {"kind": "DeleteOptions", "apiVersion": "v1", "dryRun": ["All"], "propagationPolicy": "Background"}
+    api.delete("pods", "ns", "p", {"uid": "u"})
+    assert "dryRun" not in transport.sent[1][3]
