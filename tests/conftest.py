@@ -148,14 +148,39 @@ def core_v1(api):
     return client.CoreV1Api(api)
 
 
+def create_namespace(core_v1, stem: str) -> str:
+    """A fresh namespace named after STEM (a test's or module's name); the caller deletes it."""
+    stem = re.sub(r"[^a-z0-9]+", "-", stem.lower()).strip("-")[:40].strip("-")
+    name = f"t-{stem}-{secrets.token_hex(3)}"
+    core_v1.create_namespace({"metadata": {"name": name, "labels": {"kubeops.test/namespace": "true"}}})
+    return name
+
+
 @pytest.fixture
 def namespace(request: pytest.FixtureRequest, core_v1) -> Iterator[str]:
     """A fresh namespace named after the test, deleted afterwards (without waiting for it to go)."""
-    stem = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
-    name = f"t-{stem}-{secrets.token_hex(3)}"
-    core_v1.create_namespace({"metadata": {"name": name, "labels": {"kubeops.test/namespace": "true"}}})
+    name = create_namespace(core_v1, request.node.name)
     yield name
     core_v1.delete_namespace(name)
+
+
+@pytest.fixture(scope="session")
+def new_namespace(core_v1) -> Callable[[str], str]:
+    """new_namespace(stem): a fresh namespace for fixtures wider than a test (they delete it)."""
+    return lambda stem: create_namespace(core_v1, stem)
+
+
+@pytest.fixture(scope="session")
+def written_objects(kubectl) -> Callable[[str], dict[str, str]]:
+    """written_objects(namespace): kind/name -> resourceVersion of the DaemonSets, ControllerRevisions and
+    Deployments there; equal before and after a task = the task wrote none of them."""
+
+    def read(namespace: str) -> dict[str, str]:
+        listed = kubectl("get", "daemonsets,controllerrevisions,deployments", "-o", "json", namespace=namespace)
+        items = json.loads(listed.stdout)["items"]
+        return {f"{item['kind']}/{item['metadata']['name']}": item["metadata"]["resourceVersion"] for item in items}
+
+    return read
 
 
 @pytest.fixture(scope="session")

@@ -112,7 +112,8 @@ class Api:
                 403,
             )
         if status == 401:
-            return K8sError(f"unauthorized: the API server at {self.host} rejected the credentials ({detail})", 401)
+            return K8sError(f"unauthorized: the API server at {self.host} rejected the credentials ({detail}): check "
+                            "api_key or the kubeconfig's user (a token may have expired)", 401)  # fmt: skip
         if status == 404 and resource == "daemonsets" and name:
             return K8sError(f"DaemonSet {namespace}/{name} not found", 404)
         target = f"{group}{resource}/{name}" if name else f"{group}{resource}"
@@ -143,7 +144,8 @@ class Api:
         if exc.kind == "tls":
             return K8sError(f"cannot connect to the Kubernetes API at {self.host}: {exc} (check ca_cert / the "
                             "kubeconfig's certificate-authority, or validate_certs)")  # fmt: skip
-        return K8sError(f"cannot reach the Kubernetes API at {self.host}: {exc}", None, transient=True)
+        return K8sError(f"cannot reach the Kubernetes API at {self.host}: {exc} (check host or the kubeconfig's "
+                        "server, and that the API server runs)", None, transient=True)  # fmt: skip
 
     # --- calls -------------------------------------------------------------------------------
 
@@ -175,16 +177,22 @@ class Api:
     def require_daemonset(self, namespace: str, name: str) -> Obj:
         """The DaemonSet; when missing, K8sError (404) naming the DaemonSets the namespace has (if listable)."""
         daemonset = self.get("daemonsets", namespace, name)
-        if daemonset is not None:
-            return daemonset
+        if daemonset is None:
+            raise self.missing_daemonset(namespace, name)
+        return daemonset
+
+    def missing_daemonset(self, namespace: str, name: str) -> K8sError:
+        """The 404 of DaemonSet NAMESPACE/NAME, naming the DaemonSets the namespace has (if listable)."""
         try:
             names = sorted(item["metadata"]["name"] for item in self.list_items("daemonsets", namespace))
         except K8sError as exc:  # no list permission: the plain message must do
             if exc.transient:
                 raise
-            raise K8sError(f"DaemonSet {namespace}/{name} not found", 404) from None
-        exists = f"DaemonSets there: {', '.join(names)}" if names else "there is no DaemonSet in that namespace"
-        raise K8sError(f"DaemonSet {namespace}/{name} not found; {exists}", 404)
+            return K8sError(f"DaemonSet {namespace}/{name} not found", 404)
+        # listing a namespace that does not exist gives no error, just nothing
+        exists = f"DaemonSets there: {', '.join(names)}" if names else (
+            f'there is no DaemonSet in namespace "{namespace}" (check namespace: does it exist?)')  # fmt: skip
+        return K8sError(f"DaemonSet {namespace}/{name} not found; {exists}", 404)
 
     def optional(self, call: t.Callable[[], t.Any], notes: list[str], what: str = "",
                  best_effort: bool = False) -> t.Any:  # fmt: skip
@@ -218,15 +226,16 @@ class Api:
     def delete(self, resource: str, namespace: str, name: str, preconditions: Obj | None = None,
                dry_run: bool = False, propagation: str | None = None) -> bool:  # fmt: skip
         """Delete (graceful, as kubectl does); False when it (or, with a UID precondition, that incarnation)
-        is already gone."""
+        is already gone. DRY_RUN goes in the DeleteOptions: with a body the server reads no query parameters."""
         body: Obj = {"kind": "DeleteOptions", "apiVersion": "v1"}
+        if dry_run:
+            body["dryRun"] = ["All"]
         if preconditions:
             body["preconditions"] = preconditions
         if propagation:
             body["propagationPolicy"] = propagation
         try:
-            self._request("DELETE", "delete", resource, namespace, name, {"dryRun": "All" if dry_run else None}, body,
-                          "application/json")  # fmt: skip
+            self._request("DELETE", "delete", resource, namespace, name, body=body, content_type="application/json")
         except K8sError as exc:
             if exc.status in (404, 409):  # gone, or a new pod holds the name (UID precondition failed)
                 return False

@@ -18,6 +18,7 @@ from ansible_collections.kubeops.daemonset.plugins.module_utils._objects import 
     CHANGE_CAUSE,
     Obj,
     RequestError,
+    check_names,
     selector_matches,
 )
 from ansible_collections.kubeops.daemonset.plugins.module_utils._values import yaml_documents
@@ -41,7 +42,9 @@ def parsed(value: t.Any, name: str) -> Obj:
     """A dict option that may also come as YAML or JSON text (AWX surveys, ``-e key='{...}'``)."""
     if isinstance(value, str):
         documents = _documents(value, name)
-        value = documents[0] if len(documents) == 1 else None
+        if len(documents) > 1:
+            raise RequestError(f"{name} holds {len(documents)} YAML documents; give one")
+        value = documents[0] if documents else None
     if not isinstance(value, dict):
         raise RequestError(f"{name} must be a mapping (or the YAML text of one)")
     return value
@@ -128,6 +131,7 @@ def prepare(daemonset: Obj, name: str | None, namespace: str | None, change_caus
     metadata["namespace"] = namespace or metadata.get("namespace") or "default"
     if not metadata["name"]:
         raise ManifestError("the DaemonSet has no name; give name or metadata.name in the manifest")
+    check_names(metadata["name"], metadata["namespace"], "the DaemonSet's ")  # before any request is sent
     if change_cause:
         metadata.setdefault("annotations", {})[CHANGE_CAUSE] = change_cause
     if strategy is not None:

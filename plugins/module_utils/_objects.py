@@ -10,6 +10,7 @@ Floor 1 (pure): no I/O; imports only other floor-1 files.
 
 from __future__ import annotations
 
+import re
 import typing as t
 from datetime import datetime
 
@@ -41,6 +42,26 @@ class RequestError(ValueError):
 
     The message says what was asked, what exists and what to do; it is raised before anything is written.
     """
+
+
+# Object names as the API validates them: a DNS-1123 subdomain (DaemonSets) and label (namespaces).
+_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def is_daemonset_name(name: str) -> bool:
+    return len(name) <= 253 and bool(_SUBDOMAIN.match(name))
+
+
+def check_names(name: t.Any, namespace: t.Any, origin: str = "") -> None:
+    """RequestError for a DaemonSet NAME or NAMESPACE (None: not given) the API cannot hold: ``ds/status`` would
+    reach a subresource, not the DaemonSet. ORIGIN (``the manifest's metadata.``) goes before the field's name."""
+    if name is not None and not (isinstance(name, str) and is_daemonset_name(name)):
+        raise RequestError(f"{origin}name {name!r} is not a DaemonSet name: lowercase letters, digits, '-' and '.', "
+                           "starting and ending with a letter or digit, at most 253 characters")  # fmt: skip
+    if namespace is not None and not (isinstance(namespace, str) and len(namespace) <= 63 and _LABEL.match(namespace)):
+        raise RequestError(f"{origin}namespace {namespace!r} is not a namespace name: lowercase letters, digits and "
+                           "'-', starting and ending with a letter or digit, at most 63 characters")  # fmt: skip
 
 
 def annotations(obj: Obj) -> dict[str, str]:

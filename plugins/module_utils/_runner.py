@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import typing as t
 
 from ansible_collections.kubeops.daemonset.plugins.module_utils._client import Api, ClientMissing, K8sError, connect
 from ansible_collections.kubeops.daemonset.plugins.module_utils._manifest import int_or_percent
-from ansible_collections.kubeops.daemonset.plugins.module_utils._objects import RequestError
+from ansible_collections.kubeops.daemonset.plugins.module_utils._objects import (
+    RequestError,
+    check_names,
+    is_daemonset_name,
+)
 from ansible_collections.kubeops.daemonset.plugins.module_utils._transport import RunCommand
 from ansible_collections.kubernetes.core.plugins.module_utils.args_common import AUTH_ARG_SPEC
 
@@ -83,24 +86,7 @@ class OperationFailed(K8sError):
 def _named(message: str, params: Obj) -> str:
     """The request's errors get the DaemonSet in front (API errors name their object already)."""
     name = params.get("name")
-    return f"DaemonSet {params.get('namespace')}/{name}: {message}" if name and _SUBDOMAIN.match(name) else message
-
-
-# Object names as the API validates them: a DNS-1123 subdomain (DaemonSets) and label (namespaces).
-_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-
-
-def check_names(params: Obj) -> None:
-    """RequestError for a DaemonSet name or namespace the API cannot hold (``ds/status`` would reach a
-    subresource, not the DaemonSet)."""
-    name, namespace = params.get("name"), params.get("namespace")
-    if name is not None and (len(name) > 253 or not _SUBDOMAIN.match(name)):
-        raise RequestError(f"name {name!r} is not a DaemonSet name: lowercase letters, digits, '-' and '.', starting "
-                           "and ending with a letter or digit, at most 253 characters")  # fmt: skip
-    if namespace is not None and (len(namespace) > 63 or not _LABEL.match(namespace)):
-        raise RequestError(f"namespace {namespace!r} is not a namespace name: lowercase letters, digits and '-', "
-                           "starting and ending with a letter or digit, at most 63 characters")  # fmt: skip
+    return f"DaemonSet {params.get('namespace')}/{name}: {message}" if name and is_daemonset_name(name) else message
 
 
 def at_least(params: Obj, minimum: float, *names: str) -> None:
@@ -127,7 +113,7 @@ def execute(request: Request, module_name: str, run: t.Callable[[Request, Api], 
     """CHECK the options (before anything is read or written), connect, RUN, and return its result (``failed``
     on any error of the API or the request)."""
     try:
-        check_names(request.params)
+        check_names(request.params.get("name"), request.params.get("namespace"))
         if check is not None:
             check(request.params)
         api = connect(request.params, module_name, request.environ, request.run_command, request.stop)

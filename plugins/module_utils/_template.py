@@ -54,20 +54,22 @@ def templates_equal(first: Obj, second: Obj) -> bool:
 # --- changing a template ---------------------------------------------------------------------
 
 
-def pod_template_of(source: Obj) -> Obj:
+def pod_template_of(source: Obj, origin: str = "the manifest") -> Obj:
     """The pod template in SOURCE: a DaemonSet manifest's ``spec.template``, or SOURCE itself when it is one.
 
-    Another kind of manifest is refused (its template would silently replace the DaemonSet's).
+    Another kind of manifest is refused (its template would silently replace the DaemonSet's); ORIGIN names
+    SOURCE in the messages.
     """
     if "kind" in source or "apiVersion" in source:
         if source.get("kind") != "DaemonSet":
-            raise TemplateError(f"the manifest is a {source.get('kind') or 'manifest without kind'}, not a DaemonSet")
+            kind = source.get("kind") or "manifest without kind"
+            raise TemplateError(f"{origin} is a {kind}, not a DaemonSet: give a DaemonSet manifest or a pod template")
         template = (source.get("spec") or {}).get("template")
         if not isinstance(template, dict):
-            raise TemplateError("the DaemonSet manifest has no spec.template")
+            raise TemplateError(f"{origin}: the DaemonSet manifest has no spec.template")
         return template
     if not isinstance(source.get("spec"), dict) or not (source["spec"].get("containers")):
-        raise TemplateError("a pod template needs spec.containers (or give a whole DaemonSet manifest)")
+        raise TemplateError(f"{origin}: a pod template needs spec.containers (or give a whole DaemonSet manifest)")
     return source
 
 

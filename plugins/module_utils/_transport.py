@@ -23,6 +23,7 @@ Floor 2 (I/O): reads kubeconfig files, runs exec credential plugins, talks HTTPS
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import http.client
 import json
@@ -322,21 +323,36 @@ def _certifi_bundle() -> str | None:
     return certifi.where()
 
 
+@contextlib.contextmanager
+def _loading(what: str) -> t.Iterator[None]:
+    """ConfigError naming WHAT (the option or file) when loading TLS material fails."""
+    try:
+        yield
+    except (OSError, ssl.SSLError) as exc:
+        reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or exc
+        raise ConfigError(f"cannot load {what}: {reason}") from exc
+
+
 def _ssl_context(connection: Connection) -> ssl.SSLContext:
     if not connection.verify:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
     elif connection.ca_file or connection.ca_data:
-        context = ssl.create_default_context(cafile=connection.ca_file, cadata=connection.ca_data)
+        ca = f"the CA certificate {connection.ca_file} (ca_cert or certificate-authority)" if connection.ca_file else (
+            "the kubeconfig's certificate-authority-data")  # fmt: skip
+        with _loading(ca):
+            context = ssl.create_default_context(cafile=connection.ca_file, cadata=connection.ca_data)
     else:
         context = ssl.create_default_context(cafile=_certifi_bundle())
     cert, key = connection.cert_file, connection.key_file
     if connection.cert_data or connection.key_data:
         with tempfile.TemporaryDirectory(prefix="kubeops-") as folder:  # load_cert_chain reads files only
             cert, key = _write(folder, "tls.crt", connection.cert_data), _write(folder, "tls.key", connection.key_data)
-            context.load_cert_chain(cert or connection.cert_file, key or connection.key_file)
+            with _loading("the client certificate and key (client-certificate-data, client-key-data)"):
+                context.load_cert_chain(cert or connection.cert_file, key or connection.key_file)
     elif cert:
-        context.load_cert_chain(cert, key)
+        with _loading(f"the client certificate {cert} and key {key} (client_cert, client_key)"):
+            context.load_cert_chain(cert, key)
     return context
 
 

@@ -40,8 +40,15 @@ options:
     description:
       - The DaemonSet, as a dict or as the YAML text of a manifest (what C(kubectl apply -f) reads). Other documents
         of the text are ignored; exactly one must be a DaemonSet.
-      - Required with O(state=present); with O(state=absent) it may name the DaemonSet.
+      - With O(state=present) one of O(definition) and O(src) is required; with O(state=absent) either may name
+        the DaemonSet.
     type: raw
+  src:
+    description:
+      - A manifest file on the controller holding the DaemonSet, read like O(definition)'s text (other documents are
+        ignored). A relative path is looked for in the C(files/) directories of the role and the play first, as the
+        C(file) lookup does. Errors name the file.
+    type: path
   name:
     description: Name of the DaemonSet; overrides the definition's C(metadata.name).
     type: str
@@ -212,6 +219,7 @@ from ansible_collections.kubeops.daemonset.plugins.module_utils._runner import (
 ARGUMENT_SPEC = {
     "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
     "definition": {"type": "raw"},
+    "src": {"type": "path"},
     "name": {"type": "str"},
     "namespace": {"type": "str"},
     "change_cause": {"type": "str"},
@@ -231,7 +239,10 @@ ARGUMENT_SPEC = {
     **WAIT_ARG_SPEC,
     "delete_timeout": {"type": "int", "default": 120},
 }
-SPEC_RULES = {"required_if": [("state", "present", ("definition",))]}
+SPEC_RULES = {
+    "mutually_exclusive": [("definition", "src")],
+    "required_if": [("state", "present", ("definition", "src"), True)],
+}
 
 
 def check(params: dict[str, t.Any]) -> None:

@@ -34,7 +34,7 @@ description:
     or unreachable node from C(desiredNumberScheduled) although the DaemonSet targets it and it runs no new pod;
     this module does not, unless the node fits the budget. So one compact table of the nodes is read when kubectl's
     rule is met (and, with a budget, when the pods still missing could all be on unhealthy nodes)."
-  - "RBAC: C(get), C(list) and C(watch) on C(daemonsets) (API group C(apps)) in O(namespace) are required.
+  - "RBAC: C(list) and C(watch) on C(daemonsets) (API group C(apps)) in O(namespace) are required.
     Optional: C(list) on C(controllerrevisions) (group C(apps)) for RV(revision), C(list) on C(pods) and C(events)
     for RV(blockers), C(list) on C(nodes) for O(unhealthy_node_budget); without them the module still works and
     says what it could not read. A missing required verb
@@ -310,8 +310,8 @@ blockers:
       elements: dict
     unhealthy_nodes_only:
       description:
-        - Set with RV(blockers.unhealthy_nodes) - V(true) when no pod problem holds the rollout, only those nodes:
-          the new template is not at fault, and rolling it back would not help.
+        - Set with RV(blockers.unhealthy_nodes) - V(true) when no pod problem holds the rollout, only those nodes.
+          The new template is not at fault then, and rolling it back would not help.
       type: bool
     errors:
       description: Pods or events that could not be listed (for example forbidden by RBAC).

@@ -202,6 +202,7 @@ from ansible_collections.kubeops.daemonset.plugins.module_utils._runner import (
     DAEMONSET_ARG_SPEC,
     OWNER_ARG_SPEC,
     WAIT_ARG_SPEC,
+    at_least,
     check_wait,
     run_module,
 )
@@ -217,7 +218,8 @@ ARGUMENT_SPEC = {
 
 
 def check(params: dict[str, t.Any]) -> None:
-    check_wait(params)
+    check_wait(params)  # a negative to_revision gets kubectl's message, naming what exists
+    at_least(params, 1, "from_template_generation")
 
 
 run = undo  # what main() and the action (plugins/action/ds_undo.py) call

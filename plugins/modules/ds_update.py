@@ -25,7 +25,8 @@ description:
   - It returns the revision live before and the template generation it wrote, for
     M(kubeops.daemonset.ds_rollout_wait) (O(kubeops.daemonset.ds_rollout_wait#module:template_generation)) and
     M(kubeops.daemonset.ds_undo) (O(kubeops.daemonset.ds_undo#module:from_template_generation)).
-  - "RBAC: C(get) and C(patch) on C(apps/daemonsets) and C(list) on C(apps/controllerrevisions) in O(namespace)."
+  - "RBAC: C(get) and C(patch) on C(apps/daemonsets) and C(list) on C(apps/controllerrevisions) in O(namespace);
+    C(list) and C(watch) on C(apps/daemonsets) with O(wait=true). C(docs/rbac/update.yaml) has them all."
 options:
   template:
     description:
@@ -34,6 +35,12 @@ options:
         (server defaults are filled in again).
       - A manifest of another kind is refused.
     type: raw
+  src:
+    description:
+      - A file on the controller holding what O(template) takes (one YAML document - a DaemonSet manifest or a pod
+        template). A relative path is looked for in the C(files/) directories of the role and the play first, as the
+        C(file) lookup does. Errors name the file.
+    type: path
   images:
     description:
       - New images by container name (containers and init containers). Other fields are not touched.
@@ -168,14 +175,15 @@ ARGUMENT_SPEC = {
     **DAEMONSET_ARG_SPEC,
     **OWNER_ARG_SPEC,
     "template": {"type": "raw"},
+    "src": {"type": "path"},
     "images": {"type": "dict"},
     "resources": {"type": "dict"},
     "change_cause": {"type": "str"},
     **WAIT_ARG_SPEC,
 }
 SPEC_RULES = {
-    "mutually_exclusive": [("template", "images"), ("template", "resources")],
-    "required_one_of": [("template", "images", "resources")],
+    "mutually_exclusive": [("template", "src", "images"), ("template", "src", "resources")],
+    "required_one_of": [("template", "src", "images", "resources")],
 }
 
 

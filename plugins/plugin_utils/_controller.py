@@ -16,12 +16,14 @@ it returns.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import subprocess
 import typing as t
 
 from ansible import constants as C
+from ansible.errors import AnsibleError
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.common.parameters import remove_values
 from ansible.module_utils.errors import UnsupportedError
@@ -62,6 +64,7 @@ class ControllerAction(ActionBase):
 
     def run(self, tmp: str | None = None, task_vars: Obj | None = None) -> Obj:
         result = super().run(tmp, task_vars)
+        self._find_src()
         module = importlib.import_module(f"ansible_collections.kubeops.daemonset.plugins.modules.{self._name()}")
         if self._in_controller():
             try:
@@ -69,6 +72,14 @@ class ControllerAction(ActionBase):
             except ClientMissing:
                 pass  # the module's Python may have the kubernetes client this one lacks
         return {**result, **self._run_as_module(task_vars)}
+
+    def _find_src(self) -> None:
+        """A relative ``src`` (a manifest file) is found where the file lookup finds files: the role's and the
+        play's ``files/`` directories first. One found nowhere stays as it is, for the module to name."""
+        src = self._task.args.get("src")
+        if isinstance(src, str) and src and not os.path.isabs(os.path.expanduser(src)):
+            with contextlib.suppress(AnsibleError):
+                self._task.args["src"] = self._find_needle("files", src)
 
     def _name(self) -> str:
         return self._task.resolved_action.rsplit(".", 1)[-1]

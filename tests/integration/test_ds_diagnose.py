@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
-import yaml
 
 NAME = "fluentd-elasticsearch"
 CONTAINER = "fluentd-elasticsearch"
@@ -351,36 +349,10 @@ def test_playbook_fails_only_when_asked_and_rolls_back(run_playbook, namespace, 
 
 
 @pytest.fixture
-def cluster_role_kubeconfig(kubectl, kubeconfig, namespace, tmp_path):
+def cluster_role_kubeconfig(service_accounts):
     """make(rules) -> kubeconfig of a fresh ServiceAccount bound to a ClusterRole with exactly RULES
-    (ds_diagnose lists nodes, which are cluster-scoped). Both are deleted afterwards."""
-    made: list[str] = []
-    cluster = yaml.safe_load(Path(kubeconfig).read_text())["clusters"][0]["cluster"]
-
-    def make(rules: list[dict]) -> str:
-        name = f"{namespace}-diag-{len(made) + 1}"
-        kubectl("create", "serviceaccount", name, namespace=namespace)
-        for obj in (
-            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": name},
-             "rules": rules},
-            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": name},
-             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
-             "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}]},
-        ):  # fmt: skip
-            kubectl("create", "-f", "-", input=json.dumps(obj))
-        made.append(name)
-        token = kubectl("create", "token", name, "--duration=1h", namespace=namespace).stdout.strip()
-        path = tmp_path / f"{name}.kubeconfig"
-        path.write_text(yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config", "clusters": [{"name": "c", "cluster": cluster}],
-            "users": [{"name": name, "user": {"token": token}}],
-            "contexts": [{"name": name, "context": {"cluster": "c", "user": name}}], "current-context": name,
-        }))  # fmt: skip
-        return str(path)
-
-    yield make
-    for name in made:
-        kubectl("delete", "clusterrolebinding,clusterrole", name, "--wait=false", check=False)
+    (ds_diagnose lists nodes, which are cluster-scoped)."""
+    return lambda rules: service_accounts.kubeconfig([], rules)
 
 
 REQUIRED = [

@@ -209,7 +209,10 @@ def test_on_delete_wait_until_pods_are_deleted(ansible_env, kubectl, namespace, 
 def test_missing_daemonset(run_module, namespace):
     result = run_module("ds_rollout_wait", {"name": "does-not-exist", "namespace": namespace})
     assert result["failed"] and result["outcome"] == "not_found"
-    assert result["msg"] == f"DaemonSet {namespace}/does-not-exist not found"
+    assert result["msg"] == (
+        f'DaemonSet {namespace}/does-not-exist not found; there is no DaemonSet in namespace "{namespace}" (check '
+        "namespace: does it exist?)"
+    )
 
 
 def test_deleted_during_the_wait(ansible_env, kubectl, namespace, rolled_out):
@@ -297,7 +300,7 @@ def test_missing_watch_verb_is_a_clear_forbidden_error(
     result = run_module("ds_rollout_wait", {"name": NAME, "namespace": namespace, "timeout": 60, **auth})
     assert result["failed"]
     assert result["msg"].startswith(f'forbidden: cannot watch apps/daemonsets in namespace "{namespace}"')
-    assert "ds_rollout_wait needs: get, list, watch on apps/daemonsets" in result["msg"]
+    assert "ds_rollout_wait needs: list, watch on apps/daemonsets." in result["msg"]
 
     # reading the status once needs no watch
     status_only = run_module("ds_rollout_wait", {"name": NAME, "namespace": namespace, "timeout": 0, **auth})

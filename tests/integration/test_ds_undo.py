@@ -196,7 +196,10 @@ def test_only_one_revision(run_module, kubectl, namespace, seed_daemonset, apply
 def test_missing_daemonset(run_module, namespace):
     result = run_module("ds_undo", {"name": NAME, "namespace": namespace})
     assert result["failed"]
-    assert result["msg"] == f"DaemonSet {namespace}/{NAME} not found; there is no DaemonSet in that namespace"
+    assert result["msg"] == (
+        f'DaemonSet {namespace}/{NAME} not found; there is no DaemonSet in namespace "{namespace}" (check namespace: '
+        "does it exist?)"
+    )
 
 
 def test_stale_resource_version_is_a_conflict(kubectl, namespace, two_revisions):

@@ -77,6 +77,10 @@ def test_deploy_playbook_check_mode_apply_idempotent(run_playbook, kubectl, name
     assert changed["changed"] >= 1
     assert get_ds(kubectl, namespace)["metadata"]["resourceVersion"] == version
 
+    checked = run_playbook("kubeops.daemonset.deploy", {**base, "deploy_state": "absent"}, check=True)
+    assert ok(checked)["changed"] == 1
+    assert "deletionTimestamp" not in get_ds(kubectl, namespace)["metadata"]  # a dry run: still there
+
     gone = run_playbook("kubeops.daemonset.deploy", {**base, "deploy_state": "absent"})
     assert ok(gone)["changed"] == 1
     assert kubectl("get", "ds,pods", "-o", "name", namespace=namespace).stdout == ""
@@ -257,6 +261,13 @@ def test_wrong_variables_fail_before_touching_the_cluster(run_playbook, kubectl,
     assert counts["failed"] == 1
     assert counts["changed"] == 0
     assert kubectl("get", "ds", "-o", "name", namespace=namespace).stdout == ""
+
+
+def test_a_relative_manifest_file_is_found_like_the_file_lookup_finds_it(run_playbook, kubectl, namespace):
+    extra = {"daemonset_namespace": namespace, "deploy_manifest_file": "fluentd-daemonset.yaml"}  # playbooks/files/
+    checked = run_playbook("kubeops.daemonset.deploy", extra, check=True)
+    assert ok(checked)["changed"] == 1
+    assert "daemonset.apps/fluentd-elasticsearch created (check mode)" in checked.stdout
 
 
 def test_deploy_sources_are_exclusive(run_playbook, kubectl, namespace):

@@ -18,9 +18,11 @@ from ansible_collections.kubeops.daemonset.plugins.module_utils._manifest import
 from ansible_collections.kubeops.daemonset.plugins.module_utils._objects import (
     Obj,
     RequestError,
+    check_names,
     owned_by,
     selector_query,
 )
+from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.read import manifest_file
 from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.wait import template_generation, wait_for_write
 from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.write import with_fresh_reads
 from ansible_collections.kubeops.daemonset.plugins.module_utils._placement import strategy_text, update_strategy
@@ -39,10 +41,16 @@ def _shown(obj: Obj | None) -> str:
     return to_yaml({"metadata": metadata, "spec": obj.get("spec")})
 
 
+def _daemonset(params: Obj) -> Obj:
+    """The one DaemonSet of the ``src`` file or the ``definition`` (ManifestError naming which)."""
+    if params["src"]:
+        return one_daemonset(manifest_file(params["src"]), f"the manifest file {params['src']} (src)")
+    return one_daemonset(params["definition"], "the definition")
+
+
 def _definition(params: Obj) -> Obj:
     strategy = params["strategy"] if params["enforce_strategy"] else None
-    daemonset = one_daemonset(params["definition"], "the definition")
-    return prepare(daemonset, params["name"], params["namespace"], params["change_cause"], strategy)
+    return prepare(_daemonset(params), params["name"], params["namespace"], params["change_cause"], strategy)
 
 
 def _strategy_lines(request: Request, live: Obj | None, definition: Obj) -> list[str]:
@@ -114,11 +122,13 @@ def apply(request: Request, api: Api) -> Obj:
 
 def _target(params: Obj) -> tuple[str, str]:
     """(namespace, name) to delete: the options', else the definition's."""
-    manifest = one_daemonset(params["definition"], "the definition")["metadata"] if params["definition"] else {}
+    manifest = _daemonset(params)["metadata"] if params["definition"] or params["src"] else {}
     name = params["name"] or manifest.get("name")
     if not name:
         raise RequestError("state=absent needs name, or a definition that names the DaemonSet")
-    return params["namespace"] or manifest.get("namespace") or "default", name
+    namespace = params["namespace"] or manifest.get("namespace") or "default"
+    check_names(name, namespace, "the DaemonSet's ")
+    return namespace, name
 
 
 def delete(request: Request, api: Api) -> Obj:

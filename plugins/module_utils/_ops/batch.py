@@ -131,7 +131,7 @@ class BatchRollout:
                 "renewal if it was killed elsewhere"
             )
         live = daemonset["spec"]["template"]
-        template = pod_template_of(self.params["template"]) if self.params["template"] is not None else None
+        template = pod_template_of(self.params["template"], "template") if self.params["template"] is not None else None
         patch = template_patch(live, template=template, images=self.params["images"])
         desired = live
         if patch is not None:  # the server applies (and defaults) it: compared with the live one semantically
@@ -158,6 +158,7 @@ class BatchRollout:
             if not plan["pending"]:
                 would = "would check the updated pods and restore the original update strategy"
             return dict(result, changed=True, msg=f"{self.what}: {would}")
+        self.can_delete_pods(daemonset)
         daemonset, target, state = self.begin(daemonset, patch if template_changes else None, state, in_progress)
         plan = _batch.plan_batches(specs, nodes, self.pods_by_node(daemonset, 0), revision_hash(target))
         result.update(plan=plan, revision=_revisions(state, target))
@@ -179,6 +180,13 @@ class BatchRollout:
         self.say(f"{self.what}: {judged['line']}", plan=True)
         self.request.warn(f"{self.what}: the plan leaves out {judged['line']}")
         return nodes, dead
+
+    def can_delete_pods(self, daemonset: Obj) -> None:
+        """A dry-run delete of one of its pods: credentials that may not delete pods fail here (403 naming the
+        verb), before the start write, instead of after it with the DaemonSet left on OnDelete."""
+        pod = next(iter(self.pods_by_node(daemonset, 0).values()), None)
+        if pod is not None:
+            self.api.delete("pods", self.namespace, pod["metadata"]["name"], dry_run=True)
 
     def say_plan(self, plan: Obj, state: Obj, target: Obj | None, in_progress: bool) -> None:
         if in_progress:

@@ -2,24 +2,38 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""The reads every operation starts from: a DaemonSet with its revisions, and its pods; the nodes a rollout leaves
-behind.
+"""The reads every operation starts from: a DaemonSet with its revisions, its pods, manifest files; the nodes a
+rollout leaves behind.
 
 Floor 2 (I/O).
 """
 
 from __future__ import annotations
 
+import os
+
 from ansible_collections.kubeops.daemonset.plugins.module_utils._client import Api
 from ansible_collections.kubeops.daemonset.plugins.module_utils._history import current_hash, owned_revisions
 from ansible_collections.kubeops.daemonset.plugins.module_utils._objects import (
     Obj,
+    RequestError,
     owned_by,
     selector_query,
     troubled_node_names,
 )
 from ansible_collections.kubeops.daemonset.plugins.module_utils._unhealthy import left_behind
 from ansible_collections.kubeops.daemonset.plugins.module_utils._values import http_date_time, utcnow
+
+
+def manifest_file(path: str) -> str:
+    """The text of the manifest file PATH (the ``src`` option); RequestError naming it when it cannot be read."""
+    try:
+        with open(os.path.expanduser(path), encoding="utf-8") as handle:
+            return handle.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RequestError(
+            f"cannot read the manifest file {path} (src): {getattr(exc, 'strerror', None) or exc}"
+        ) from exc
 
 
 def revisions_of(api: Api, daemonset: Obj) -> list[Obj]:

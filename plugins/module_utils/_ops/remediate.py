@@ -91,7 +91,7 @@ def fixed_template(request: Request, api: Api, cluster: Obj) -> tuple[Obj, Obj |
     filled in), so an already applied fix compares equal and nothing is written."""
     daemonset, params = cluster["daemonset"], request.params
     before = daemonset["spec"]["template"]
-    template = pod_template_of(params["template"]) if params["template"] else None
+    template = pod_template_of(params["template"], "template") if params["template"] else None
     patch = {"spec": {"template": template_patch(before, template=template, images=params["images"])}}
     after = _patch_template(request, api, daemonset, patch, dry_run=True)["spec"]["template"]
     changed = not templates_equal(before, after)

@@ -26,7 +26,7 @@ from ansible_collections.kubeops.daemonset.plugins.module_utils._objects import 
     Obj,
     RequestError,
 )
-from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.read import daemonset_and_revisions
+from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.read import daemonset_and_revisions, manifest_file
 from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.wait import template_generation, wait_for_write
 from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.write import check_owners, with_fresh_reads
 from ansible_collections.kubeops.daemonset.plugins.module_utils._runner import Request
@@ -47,7 +47,12 @@ from ansible_collections.kubeops.daemonset.plugins.module_utils._values import r
 def _patch(request: Request, live_template: Obj) -> Obj:
     """The strategic-merge patch asked for (TemplateError before anything is written)."""
     params = request.params
-    template = pod_template_of(parsed(params["template"], "template")) if params["template"] else None
+    template = None
+    if params["src"]:
+        origin = f"the manifest file {params['src']} (src)"
+        template = pod_template_of(parsed(manifest_file(params["src"]), origin), origin)
+    elif params["template"]:
+        template = pod_template_of(parsed(params["template"], "template"), "template")
     spec_template = template_patch(live_template, template=template, images=params["images"],
                                    resources=params["resources"])  # fmt: skip
     patch: Obj = {"spec": {"template": spec_template}}

@@ -121,8 +121,11 @@ class RolloutWait:
 
     def _read_nodes(self, status: Obj) -> None:
         self.checked = (self.clock(), progress_key(status))
-        found = self.api.optional(lambda: [nodes_left_behind(self.api, self.daemonset)], self.node_notes,
-                                  "unhealthy nodes not checked")  # fmt: skip
+        notes: list[str] = []
+        found = self.api.optional(lambda: [nodes_left_behind(self.api, self.daemonset)], notes,
+                                  f"unhealthy_node_budget={self.budget}: nodes not checked")  # fmt: skip
+        if self.budget and notes and not self.node_notes:  # without a budget, kubectl's rule stands quietly
+            self.node_notes.extend(notes)
         self.nodes = found[0] if found else None
         judged = verdict(self.nodes, self.budget) if self.nodes else None
         line = judged["line"] if judged else None
@@ -184,7 +187,7 @@ class RolloutWait:
         }
         what = f"DaemonSet {self.namespace}/{self.name}"
         if self.outcome == "not_found":
-            return dict(result, msg=f"{what} not found")
+            return dict(result, msg=str(self.api.missing_daemonset(self.namespace, self.name)))
         if self.outcome == "deleted":
             return dict(result, msg=f"{what} was deleted while waiting for its rollout (object has been deleted)")
         revisions = self.api.optional(lambda: revisions_of(self.api, self.daemonset), result["warnings"],

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from ansible_collections.kubeops.daemonset.plugins.module_utils import _apply, _manifest
+from ansible_collections.kubeops.daemonset.plugins.module_utils import _apply, _manifest, _template
 from ansible_collections.kubeops.daemonset.plugins.module_utils._objects import LAST_APPLIED
 
 ROOT = Path(__file__).resolve().parents[4]
@@ -125,3 +125,33 @@ def test_a_daemonset_built_from_an_image() -> None:
     assert built["spec"]["selector"] == {"matchLabels": {"app.kubernetes.io/name": "node-agent"}}
     assert built["spec"]["template"]["metadata"]["labels"] == {"app.kubernetes.io/name": "node-agent", "team": "sre"}
     _manifest.check_daemonset(built)
+
+
+@pytest.mark.parametrize(
+    ("name", "namespace", "message"),
+    [("fluentd/status", None, "the DaemonSet's name 'fluentd/status' is not a DaemonSet name"),
+     ("Fluentd", None, "the DaemonSet's name 'Fluentd' is not a DaemonSet name"),
+     (None, "Bad_NS", "the DaemonSet's namespace 'Bad_NS' is not a namespace name")],
+)  # fmt: skip
+def test_a_manifest_name_the_api_cannot_hold_is_refused_before_any_request(name, namespace, message) -> None:
+    source = copy.deepcopy(V1)
+    source["metadata"].update({key: value for key, value in (("name", name), ("namespace", namespace)) if value})
+    with pytest.raises(_manifest.RequestError, match=message):
+        _manifest.prepare(source, None, None, None, None)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("a: 1\n---\nb: 2\n", "template holds 2 YAML documents; give one"), ("- a\n", "template must be a mapping"),
+     ("a: [b", "template is not valid YAML")],
+)  # fmt: skip
+def test_a_mapping_option_as_text_says_what_it_holds(text, message) -> None:
+    with pytest.raises(_manifest.RequestError, match=message):
+        _manifest.parsed(text, "template")
+
+
+def test_a_template_of_another_kind_names_where_it_came_from() -> None:
+    deployment = {**copy.deepcopy(V1), "kind": "Deployment"}
+    with pytest.raises(_template.TemplateError, match=r"^the manifest file x.yaml \(src\) is a Deployment, not a Dae"):
+        _template.pod_template_of(deployment, "the manifest file x.yaml (src)")
+    assert _template.pod_template_of(V1, "template") is V1["spec"]["template"]

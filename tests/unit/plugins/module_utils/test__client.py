@@ -38,7 +38,7 @@ def test_forbidden_names_verb_resource_namespace_and_needed_rbac() -> None:
     assert error.status == 403 and not error.transient
     message = str(error)
     assert message.startswith('forbidden: cannot watch apps/daemonsets in namespace "prod"')
-    assert "ds_rollout_wait needs: get, list, watch on apps/daemonsets" in message
+    assert "ds_rollout_wait needs: list, watch on apps/daemonsets." in message
     assert 'Server said: daemonsets.apps is forbidden: User "x"' in message
 
 
@@ -46,7 +46,8 @@ def test_not_found_and_connection_errors() -> None:
     api = _client.Api(NoTransport(), "ds_rollout_wait")
     assert str(api._error(404, "nope", "get", "daemonsets", "ns", "ds")) == "DaemonSet ns/ds not found"
     refused = api._no_answer(_transport.TransportError("connection", "Connection refused"))
-    assert str(refused) == "cannot reach the Kubernetes API at https://k8s: Connection refused" and refused.transient
+    assert str(refused).startswith("cannot reach the Kubernetes API at https://k8s: Connection refused (check host")
+    assert refused.transient
     untrusted = api._no_answer(_transport.TransportError("tls", "the server's certificate is not trusted"))
     assert not untrusted.transient and "check ca_cert" in str(untrusted)
     assert api._error(503, "overloaded", "list", "pods", "ns", None).transient
@@ -67,3 +68,26 @@ def test_rbac_rules_describe_every_module() -> None:
     assert _rbac.describe_rules([{"apiGroups": [""], "resources": ["pods", "events"], "verbs": ["list"]}]) == (
         "list on pods, events"
     )
+
+
+class RecordingTransport:
+    host = "https://k8s"
+
+    def __init__(self) -> None:
+        self.sent: list[tuple] = []
+
+    def request(self, method, path, query, body, content_type, timeout, accept=None) -> _transport.Response:
+        self.sent.append((method, path, query, body))
+        return _transport.Response(200, {}, b"{}")
+
+
+def test_a_dry_run_delete_says_so_in_its_body() -> None:
+    """With a DeleteOptions body the API server ignores the dryRun query parameter: it deletes for real."""
+    transport = RecordingTransport()
+    api = _client.Api(transport, "ds_apply")
+    assert api.delete("daemonsets", "ns", "ds", dry_run=True, propagation="Background")
+    method, path, _query, body = transport.sent[0]
+    assert (method, path) == ("DELETE", "/apis/apps/v1/namespaces/ns/daemonsets/ds")
+    assert body == {"kind": "DeleteOptions", "apiVersion": "v1", "dryRun": ["All"], "propagationPolicy": "Background"}
+    api.delete("pods", "ns", "p", {"uid": "u"})
+    assert "dryRun" not in transport.sent[1][3]

@@ -158,3 +158,17 @@ def test_a_failing_exec_plugin_is_a_config_error(tmp_path: Path) -> None:
     path = kubeconfig(tmp_path, exec_plugin(tmp_path, "nope", code=3))
     with pytest.raises(_transport.ConfigError, match=r"the exec credential plugin .* failed \(3\)"):
         resolve({"kubeconfig": str(path)})
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [({"ca_file": "{dir}/none.pem"}, "cannot load the CA certificate {dir}/none.pem (ca_cert or certif"),
+     ({"ca_file": "{dir}/garbage.pem"}, "cannot load the CA certificate {dir}/garbage.pem"),
+     ({"cert_file": "{dir}/none.crt", "key_file": "{dir}/k"}, "cannot load the client certificate {dir}/none.crt")],
+)  # fmt: skip
+def test_tls_files_that_cannot_be_loaded_are_named(tmp_path: Path, options: dict, message: str) -> None:
+    (tmp_path / "garbage.pem").write_text("not a certificate\n")
+    connection = _transport.Connection("https://k8s", **{k: v.format(dir=tmp_path) for k, v in options.items()})
+    with pytest.raises(_transport.ConfigError) as error:
+        _transport.HttpClient(connection)
+    assert str(error.value).startswith(message.format(dir=tmp_path))
