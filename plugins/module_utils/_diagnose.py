@@ -69,10 +69,12 @@ from ansible_collections.kubeops.daemonset.plugins.module_utils._placement impor
     taint_string,
 )
 from ansible_collections.kubeops.daemonset.plugins.module_utils._rollout import (
+    AVAILABILITY_SLACK_SECONDS,
     SHOWN_NAMES,
     describe_failure_group,
     group_pod_failures,
     pod_failure,
+    recently_ready,
     rollout_status,
 )
 from ansible_collections.kubeops.daemonset.plugins.module_utils._values import (
@@ -84,8 +86,6 @@ from ansible_collections.kubeops.daemonset.plugins.module_utils._values import (
 )
 
 SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
-# Seconds the controller may take to count a pod available after minReadySeconds (it requeues).
-AVAILABILITY_SLACK_SECONDS = 10
 _STATUS_COUNTS = (
     "desiredNumberScheduled",
     "currentNumberScheduled",
@@ -680,18 +680,9 @@ def _status_differences(view: ClusterView, findings: list[Obj]) -> dict[str, tup
     differences = {
         field: (counts["status"][field], value) for field, value in seen.items() if counts["status"][field] != value
     }
-    if any(f["cause"] == "clock_skew" for f in findings) or _recently_ready(view):
+    if any(f["cause"] == "clock_skew" for f in findings) or recently_ready(view.pods, view.min_ready, view.now):
         differences.pop("numberAvailable", None)  # explained: the controller's clock decides availability
     return differences
-
-
-def _recently_ready(view: ClusterView) -> bool:
-    """A pod became available so recently that the controller may not have counted it yet."""
-    for pod in view.pods:
-        since = seconds_between(view.now, parse_time((pod_condition(pod, "Ready") or {}).get("lastTransitionTime")))
-        if since is not None and since < view.min_ready + AVAILABILITY_SLACK_SECONDS:
-            return True
-    return False
 
 
 def _find_gap(view: ClusterView, findings: list[Obj]) -> list[Obj]:

@@ -3,6 +3,8 @@ built from Go modules, with KWOK simulating the kubelets of the nodes.
 
     python tests/cluster/localcluster.py up [--nodes N]    # idempotent; prints how long it took
     python tests/cluster/localcluster.py down              # stops every process it started, removes the state
+    python tests/cluster/localcluster.py stop NAME         # stops one component (fault tests) ...
+    python tests/cluster/localcluster.py start NAME        # ... and starts it again as it was started
 
 Everything listens on 127.0.0.1 only; TLS and RBAC are on. State (PKI, etcd data, logs, kubeconfig) lives in
 .cluster/ at the repository root (or $KUBEOPS_CLUSTER_DIR); the binaries come from .cache/bin (`make binaries`).
@@ -143,12 +145,40 @@ def pid_of(name: str) -> int | None:
 
 
 def start(name: str, argv: list[str]) -> None:
-    """Start a component detached in its own session, logging to .cluster/logs/NAME.log."""
+    """Start a component detached in its own session, logging to .cluster/logs/NAME.log; its command line is kept
+    beside its pid so that `start NAME` can start it again after a `stop NAME`."""
     with (LOGS / f"{name}.log").open("ab") as logfile:
         proc = subprocess.Popen(
             argv, stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
         )
     (PIDS / name).write_text(str(proc.pid))
+    (PIDS / f"{name}.argv").write_text(json.dumps(argv))
+
+
+def stop(name: str) -> None:
+    """Stop one component (its whole process group): SIGTERM, then SIGKILL after 10 seconds."""
+    pid = pid_of(name)
+    if pid is None:
+        return
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    for _attempt in range(100):
+        if pid_of(name) is None:
+            return
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def start_again(name: str) -> None:
+    """Start a stopped component with the command line it was started with; the API server is waited for."""
+    if pid_of(name) is not None:
+        return
+    start(name, json.loads((PIDS / f"{name}.argv").read_text()))
+    if name == "kube-apiserver":
+        wait_until(name, lambda: bool(kubectl("get", "--raw", "/readyz")), 120)
 
 
 def tail(name: str, lines: int = 25) -> str:
@@ -350,20 +380,7 @@ def up(workers: int, shape: NodeShape, pod_ready_ms: int) -> None:
 
 def down(quiet: bool = False, keep_logs: bool = False) -> None:
     for name in reversed(COMPONENTS):
-        pid = pid_of(name)
-        if pid is None:
-            continue
-        try:
-            os.killpg(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            continue
-        for _attempt in range(100):
-            if pid_of(name) is None:
-                break
-            time.sleep(0.1)
-        else:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
+        stop(name)
     if keep_logs:
         for child in STATE.iterdir() if STATE.exists() else ():
             if child != LOGS:
@@ -390,11 +407,17 @@ def main() -> None:
     )
     sub.add_parser("down", help="stop every component and remove .cluster/")
     sub.add_parser("status", help="exit 0 when the cluster is up")
+    for command, text in (("stop", "stop one component"), ("start", "start a stopped component again")):
+        sub.add_parser(command, help=text).add_argument("component", choices=COMPONENTS)
     args = parser.parse_args()
     if args.command == "up":
         up(args.nodes, NodeShape(args.cpu, args.memory, args.pods), args.pod_ready_ms)
     elif args.command == "status":
         sys.exit(0 if is_up() else 1)
+    elif args.command == "stop":
+        stop(args.component)
+    elif args.command == "start":
+        start_again(args.component)
     else:
         down()
 

@@ -161,7 +161,7 @@ class RolloutWait:
                                  best_effort=True)  # fmt: skip
         events = self.api.optional(lambda: self.api.list_items("events", self.namespace, field_selector="type=Warning"),
                                    errors, best_effort=True)  # fmt: skip
-        blockers = rollout_blockers(self.daemonset, pods or [], events or [], current_hash)
+        blockers = rollout_blockers(self.daemonset, pods, events or [], current_hash)
         if not self.status["observed"]:
             blockers["summary"] = (
                 f"the DaemonSet controller has not observed generation {self.status['generation']} (observed "
