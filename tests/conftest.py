@@ -136,43 +136,43 @@ def playbook_runner(ansible_env: dict[str, str]) -> Callable[..., subprocess.Com
 
 class Background:
     """A command started in the background, in a process group of its own (a test may signal the group): its
-    standard error line by line as it comes (the modules' progress lines), then its end."""
+    output line by line as it comes (standard error: the modules' progress lines), then its end."""
 
     def __init__(self, cmd: list[str], env: dict[str, str]) -> None:
         self.began = time.monotonic()
         self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
-        self.lines: list[str] = []
-        self.stdout = ""
+        self.lines: dict[str, list[str]] = {"stdout": [], "stderr": []}
         self.wall: float | None = None  # seconds from the start to the end, once it has ended
         self._seen = threading.Condition()
-        self._readers = [threading.Thread(target=self._read_stderr, daemon=True),
-                         threading.Thread(target=self._read_stdout, daemon=True)]  # fmt: skip
+        self._readers = [threading.Thread(target=self._read, args=(name,), daemon=True) for name in self.lines]
         for reader in self._readers:
             reader.start()
 
-    def _read_stderr(self) -> None:
-        for line in self.proc.stderr:
+    def _read(self, name: str) -> None:
+        for line in getattr(self.proc, name):
             with self._seen:
-                self.lines.append(line.rstrip("\n"))
+                self.lines[name].append(line.rstrip("\n"))
                 self._seen.notify_all()
         with self._seen:
             self._seen.notify_all()
 
-    def _read_stdout(self) -> None:
-        self.stdout = self.proc.stdout.read()
+    @property
+    def stdout(self) -> str:
+        return "\n".join(self.lines["stdout"])
 
-    def wait_for(self, text: str, timeout: float = 120) -> str:
-        """The first standard error line containing TEXT; the test fails if none comes within TIMEOUT seconds."""
+    def wait_for(self, text: str, timeout: float = 120, stream: str = "stderr") -> str:
+        """The first line of STREAM containing TEXT; the test fails if none comes within TIMEOUT seconds."""
         deadline = time.monotonic() + timeout
         with self._seen:
             while True:
-                found = next((line for line in self.lines if text in line), None)
+                found = next((line for line in self.lines[stream] if text in line), None)
                 if found is not None:
                     return found
                 left = deadline - time.monotonic()
-                if left <= 0 or (self.proc.poll() is not None and not self._readers[0].is_alive()):
-                    pytest.fail(f"no line with {text!r} (rc={self.proc.poll()}):\n" + "\n".join(self.lines[-30:]))
+                if left <= 0 or not any(reader.is_alive() for reader in self._readers):
+                    shown = "\n".join(self.lines[stream][-30:])
+                    pytest.fail(f"no line with {text!r} (rc={self.proc.poll()}):\n{shown}")
                 self._seen.wait(min(left, 1.0))
 
     def finish(self, timeout: float = 600) -> float:
@@ -190,7 +190,7 @@ class Background:
     def result(self, timeout: float = 600) -> dict[str, Any]:
         """The module's result once it has ended (a run of module_command with JSON_OUTPUT)."""
         self.finish(timeout)
-        return module_result(self.proc.returncode, self.stdout, "\n".join(self.lines))
+        return module_result(self.proc.returncode, self.stdout, "\n".join(self.lines["stderr"]))
 
 
 def kubectl_runner(kubeconfig: str) -> Callable[..., subprocess.CompletedProcess]:
@@ -425,6 +425,12 @@ class DedicatedCluster:
 
     def start_module(self, name: str, args: dict[str, Any]) -> Background:
         return Background(module_command(name, args), dict(self.ansible_env, **JSON_OUTPUT))
+
+    def start_playbook(self, playbook: str, extra_vars: dict[str, Any] | None = None) -> Background:
+        return Background(playbook_command(playbook, extra_vars), self.ansible_env)
+
+    def start_kubectl(self, *args: str, namespace: str) -> Background:
+        return Background([str(BIN / "kubectl"), f"--kubeconfig={self.kubeconfig}", "-n", namespace, *args], self.env)
 
     def pid(self, component: str) -> int:
         return int((self.state / "pids" / component).read_text())

@@ -10,6 +10,8 @@ the client (``_client.DEADLINE_MARGIN``, 5 s), the failure report's reads, and A
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import subprocess
 import threading
@@ -106,6 +108,32 @@ def test_undo_with_wait_rides_out_an_api_server_restart(faults, deployed):
     assert rolled_out(faults, namespace)
     assert get_ds(faults, namespace)["spec"]["template"]["spec"]["containers"][0]["image"] != V2_IMAGE
     assert run.wall <= timeout + MARGIN
+
+
+def test_undo_rides_out_an_api_server_restart_right_after_its_write(faults, deployed):
+    """The restart lands between the rollback's write and the read back of the number the controller gives the
+    target (the controller is held until then, so the read back must wait for it)."""
+    namespace = deployed(min_ready_seconds=3, change_cause="v1")
+    set_image(faults, namespace, V2_IMAGE)
+    faults.wait_rollout(namespace)
+    written = get_ds(faults, namespace)["metadata"]["generation"]
+    watch = faults.start_kubectl("get", "ds", NAME, "--watch", "-o", "jsonpath={.metadata.generation}{'\\n'}",
+                                 namespace=namespace)  # fmt: skip
+    faults.pause("kube-controller-manager")
+    run = faults.start_module("ds_undo", {"name": NAME, "namespace": namespace, "wait": True, "wait_timeout": 180})
+    watch.wait_for(str(written + 1), stream="stdout")  # the rollback is written: its generation is live
+    faults.stop("kube-apiserver")
+    faults.resume("kube-controller-manager")
+    time.sleep(2)
+    faults.start("kube-apiserver")
+    watch.finish(0)
+
+    result = run.result()
+    assert not result.get("failed"), result.get("msg")
+    assert (result["changed"], result["to_revision"], result["new_revision"]) == (True, 1, 3)
+    assert result["rollout"]["rollout_complete"] is True
+    assert rolled_out(faults, namespace)
+    assert run.wall <= 180 + MARGIN
 
 
 def batch_args(namespace: str, **extra: Any) -> dict[str, Any]:
@@ -298,3 +326,52 @@ def test_an_untrusted_certificate_fails_at_once(faults, deployed, tmp_path: Path
     assert result["failed"]
     assert "certificate is not trusted" in result["msg"] and "ca_cert" in result["msg"], result["msg"]
     assert run.wall <= MARGIN
+
+
+# --- ansible-playbook killed in the middle of a batch rollout --------------------------------------------------
+
+
+def parent_of(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None  # gone
+
+
+def claim(faults, namespace: str) -> dict[str, Any] | None:
+    state = get_ds(faults, namespace)["metadata"].get("annotations", {}).get(STATE_ANNOTATION)
+    return json.loads(state)["owner"] if state else None
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_killed_batch_run_stops_deleting_and_a_rerun_resumes(faults, deployed, eventually, tmp_path, signum):
+    namespace = deployed(strategy=STRATEGY)
+    args = batch_args(namespace, batches=[1, 2, 3, "100%"], min_available_seconds=3)
+    playbook = tmp_path / "batch.yml"
+    playbook.write_text(yaml.safe_dump([{"hosts": "localhost", "gather_facts": False,
+                                         "tasks": [{"kubeops.daemonset.ds_batch_rollout": args}]}]))  # fmt: skip
+    first = faults.start_playbook(str(playbook))
+    first.wait_for("batch 1/4")
+    holder = claim(faults, namespace)
+    assert holder and parent_of(holder["pid"]) == first.proc.pid  # the task runs in a worker of ansible-playbook
+
+    # a second run while the first lives is refused before it writes anything, naming the holder
+    second = faults.run_module("ds_batch_rollout", args)
+    assert second["failed"] and second["changed"] is False
+    assert f"another batch rollout of it is running (on {holder['host']}, process {holder['pid']}" in second["msg"]
+
+    os.killpg(first.proc.pid, signum)
+    first.finish()
+    # the worker (in a session of its own with ansible-core 2.21) stops at its next request
+    assert eventually(lambda: parent_of(holder["pid"]) is None, 15, 0.2), f"worker {holder['pid']} still runs"
+    stopped = pod_uids(faults, namespace)
+    time.sleep(8)  # longer than a batch takes: a run that went on would have deleted pods by now
+    assert pod_uids(faults, namespace) == stopped
+    live = get_ds(faults, namespace)
+    assert live["spec"]["updateStrategy"]["type"] == "OnDelete"  # nothing rolls meanwhile
+
+    resumed = faults.run_module("ds_batch_rollout", args)
+    assert not resumed.get("failed"), resumed.get("msg")
+    assert resumed["outcome"] == "complete"
+    assert any("continuing the batch rollout started" in line for line in resumed["plan_lines"])
+    assert_finished(faults, namespace, resumed["revision"]["target"]["hash"])
