@@ -218,17 +218,32 @@ def run_module(ansible_env: dict[str, str]) -> Callable[..., dict[str, Any]]:
     return module_runner(ansible_env)
 
 
+def module_starter(ansible_env: dict[str, str]) -> Callable[..., Background]:
+    """start(name, args): the module running in the background (a Background; .result() once it has ended)."""
+    return lambda name, args: Background(module_command(name, args), dict(ansible_env, **JSON_OUTPUT))
+
+
 @pytest.fixture(scope="session")
 def start_module(ansible_env: dict[str, str]) -> Callable[..., Background]:
-    """start_module(name, args, env=None): the module running in the background (Background; .result() at the end)."""
-    return lambda name, args, env=None: Background(module_command(name, args), dict(ansible_env, **JSON_OUTPUT,
-                                                                                      **(env or {})))  # fmt: skip
+    """start_module(name, args): see module_starter."""
+    return module_starter(ansible_env)
 
 
 @pytest.fixture(scope="session")
 def run_playbook(ansible_env: dict[str, str]) -> Callable[..., subprocess.CompletedProcess]:
     """Run a playbook (a path, or kubeops.daemonset.NAME) with extra vars; returns the finished process."""
     return playbook_runner(ansible_env)
+
+
+def playbook_starter(ansible_env: dict[str, str]) -> Callable[..., Background]:
+    """start(playbook, extra_vars=None): `ansible-playbook` running in the background (a Background)."""
+    return lambda playbook, extra_vars=None: Background(playbook_command(playbook, extra_vars), ansible_env)
+
+
+@pytest.fixture(scope="session")
+def start_playbook(ansible_env: dict[str, str]) -> Callable[..., Background]:
+    """start_playbook(playbook, extra_vars=None): see playbook_starter."""
+    return playbook_starter(ansible_env)
 
 
 @pytest.fixture(scope="session")
@@ -417,17 +432,13 @@ class DedicatedCluster:
         self.ansible_env = ansible_environment(self.kubeconfig)
         self.kubectl = kubectl_runner(self.kubeconfig)
         self.run_module = module_runner(self.ansible_env)
+        self.start_module = module_starter(self.ansible_env)
+        self.start_playbook = playbook_starter(self.ansible_env)
         self.run_playbook = playbook_runner(self.ansible_env)
         self.wait_rollout = rollout_waiter(self.kubectl)
 
     def localcluster(self, *args: str) -> None:
         subprocess.run([sys.executable, str(LOCALCLUSTER), *args], env=self.env, check=True)
-
-    def start_module(self, name: str, args: dict[str, Any]) -> Background:
-        return Background(module_command(name, args), dict(self.ansible_env, **JSON_OUTPUT))
-
-    def start_playbook(self, playbook: str, extra_vars: dict[str, Any] | None = None) -> Background:
-        return Background(playbook_command(playbook, extra_vars), self.ansible_env)
 
     def start_kubectl(self, *args: str, namespace: str) -> Background:
         return Background([str(BIN / "kubectl"), f"--kubeconfig={self.kubeconfig}", "-n", namespace, *args], self.env)
