@@ -4,7 +4,8 @@ untrusted certificate, and `ansible-playbook` killed in the middle of a batch ro
 
 Each run must finish correctly or fail with a message that says what happened, within its timeout plus MARGIN,
 and leave nothing half-done. MARGIN is a correctness bound, not a performance figure: the per-request margin of
-the client (``_client.DEADLINE_MARGIN``, 5 s), the failure report's reads, and Ansible's own start.
+the client (``_client.DEADLINE_MARGIN``, 5 s), the failure report's reads (``_ops.wait.REPORT_SECONDS`` plus that
+margin, at most about 9 s against a server that stopped answering), and Ansible's own start.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ BAD_IMAGE = "quay.io/fluentd_elasticsearch/fluentd:does-not-exist"
 STATE_ANNOTATION = "daemonset.kubeops.io/batch-rollout"
 STRATEGY = {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}
 # The bound on top of a task's own timeout (see the module docstring).
-MARGIN = 15
+MARGIN = 20
 # Seconds one request may take when the task has no deadline of its own (_client.REQUEST_TIMEOUT).
 REQUEST_TIMEOUT = 30
 
@@ -172,12 +173,13 @@ def test_batch_rollout_rides_out_an_api_server_restart(faults, deployed):
 
 class FreezableProxy:
     """A TCP proxy to the API server that can stop forwarding: connections stay open (new ones are accepted too)
-    but no byte goes through until ``thaw()``, like a server or a network path that hangs."""
+    but no byte goes through until ``thaw()``, like a server or a network path that hangs. ``freeze(0)`` freezes
+    the first connection only (the one a client keeps for its requests) and lets the others flow."""
 
     def __init__(self, upstream: tuple[str, int]) -> None:
         self.upstream = upstream
-        self.flowing = threading.Event()
-        self.flowing.set()
+        self.flowing: list[threading.Event] = []  # one per connection, in the order they came
+        self.frozen = False  # new connections too
         self.closed = False
         self.sockets: list[socket.socket] = []
         self.listener = socket.create_server(("127.0.0.1", 0))
@@ -191,14 +193,18 @@ class FreezableProxy:
                 server = socket.create_connection(self.upstream)
             except OSError:
                 return
+            flowing = threading.Event()
+            if not self.frozen:
+                flowing.set()
+            self.flowing.append(flowing)
             self.sockets += [client, server]
             for source, target in ((client, server), (server, client)):
-                threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
+                threading.Thread(target=self._pump, args=(source, target, flowing), daemon=True).start()
 
-    def _pump(self, source: socket.socket, target: socket.socket) -> None:
+    def _pump(self, source: socket.socket, target: socket.socket, flowing: threading.Event) -> None:
         try:
             while data := source.recv(65536):
-                while not self.flowing.wait(0.5):  # frozen: hold the bytes
+                while not flowing.wait(0.5):  # frozen: hold the bytes
                     if self.closed:
                         return
                 target.sendall(data)
@@ -208,11 +214,16 @@ class FreezableProxy:
             for sock in (source, target):
                 sock.close()
 
-    def freeze(self) -> None:
-        self.flowing.clear()
+    def freeze(self, connection: int | None = None) -> None:
+        if connection is None:
+            self.frozen = True
+        for flowing in self.flowing if connection is None else [self.flowing[connection]]:
+            flowing.clear()
 
     def thaw(self) -> None:
-        self.flowing.set()
+        self.frozen = False
+        for flowing in self.flowing:
+            flowing.set()
 
     def close(self) -> None:
         self.closed = True
@@ -221,8 +232,23 @@ class FreezableProxy:
             sock.close()
 
 
+@pytest.fixture
+def proxy(faults, tmp_path: Path) -> Iterator[tuple[FreezableProxy, str]]:
+    """(a FreezableProxy to the dedicated cluster's API server, a kubeconfig that goes through it)."""
+    config = yaml.safe_load(Path(faults.kubeconfig).read_text())
+    server = config["clusters"][0]["cluster"]["server"]
+    host, port = server.removeprefix("https://").rsplit(":", 1)
+    freezable = FreezableProxy((host, int(port)))
+    # the API server's certificate has the IP SAN 127.0.0.1: TLS through the proxy verifies as usual
+    config["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{freezable.port}"
+    path = tmp_path / "through-proxy.kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    yield freezable, str(path)
+    freezable.close()
+
+
 @pytest.fixture(params=["paused", "proxy"])
-def unanswering(request, faults, tmp_path: Path) -> Iterator[dict[str, Any]]:
+def unanswering(request, faults) -> Iterator[dict[str, Any]]:
     """An API server that stops answering: the real one paused with SIGSTOP, or a proxy to it that stops
     forwarding. ``kubeconfig`` reaches it; ``freeze()`` and ``thaw()``."""
     if request.param == "paused":
@@ -230,16 +256,8 @@ def unanswering(request, faults, tmp_path: Path) -> Iterator[dict[str, Any]]:
                "thaw": lambda: faults.resume("kube-apiserver")}  # fmt: skip
         faults.resume("kube-apiserver")
         return
-    config = yaml.safe_load(Path(faults.kubeconfig).read_text())
-    server = config["clusters"][0]["cluster"]["server"]
-    host, port = server.removeprefix("https://").rsplit(":", 1)
-    proxy = FreezableProxy((host, int(port)))
-    # the API server's certificate has the IP SAN 127.0.0.1: TLS through the proxy verifies as usual
-    config["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{proxy.port}"
-    path = tmp_path / "through-proxy.kubeconfig"
-    path.write_text(yaml.safe_dump(config))
-    yield {"kubeconfig": str(path), "freeze": proxy.freeze, "thaw": proxy.thaw}
-    proxy.close()
+    freezable, kubeconfig = request.getfixturevalue("proxy")
+    yield {"kubeconfig": kubeconfig, "freeze": freezable.freeze, "thaw": freezable.thaw}
 
 
 def test_a_server_that_stops_answering_cannot_hold_a_task(faults, deployed, unanswering):
@@ -268,6 +286,23 @@ def test_a_server_that_stops_answering_cannot_hold_a_task(faults, deployed, unan
     after = get_ds(faults, namespace)
     assert after["metadata"]["generation"] == before["metadata"]["generation"]
     assert after["spec"]["template"] == before["spec"]["template"]
+
+
+def test_a_wait_whose_report_reads_get_no_answer_still_ends_in_time(faults, deployed, proxy):
+    """The wait's watch flows until its timeout; the requests after it (the revision, the pods and events that
+    explain the failure), on the connection the client keeps, get no answer: the report goes without them."""
+    namespace = deployed()
+    set_image(faults, namespace, BAD_IMAGE)
+    freezable, kubeconfig = proxy
+    args = {"name": NAME, "namespace": namespace, "kubeconfig": kubeconfig, "timeout": 10}
+    run = faults.start_module("ds_rollout_wait", args)
+    run.wait_for("Waiting for daemon set")  # listed (the kept connection), now watching (a connection of its own)
+    freezable.freeze(0)
+    result = run.result()
+    assert run.wall <= 10 + MARGIN, (run.wall, result)
+    assert result["failed"] and result["outcome"] == "timeout", result
+    assert "timed out waiting for the condition: the rollout did not finish within 10s" in result["msg"]
+    assert any("no answer" in warning for warning in result["warnings"]), result["warnings"]
 
 
 # --- the controller-manager stopped -------------------------------------------------------------------------------

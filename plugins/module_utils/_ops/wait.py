@@ -40,6 +40,9 @@ from ansible_collections.kubeops.daemonset.plugins.module_utils._values import r
 from ansible_collections.kubeops.daemonset.plugins.module_utils._watch import watch_until
 
 FAILED_OUTCOMES = ("timeout", "progress_deadline", "not_found", "deleted", "superseded")
+# Seconds the reads after a wait (its revision; the pods and events that explain a failure) may take together,
+# plus the client's margin per request (_client.DEADLINE_MARGIN).
+REPORT_SECONDS = 2.0
 
 
 def template_generation(daemonset: Obj) -> int | None:
@@ -110,8 +113,13 @@ class RolloutWait:
         if not watch_until(self.api, "daemonsets", self.namespace, self.name, self._observe, self.deadline, self.clock):
             overall = self.clock() >= self.start + self.timeout
             self.outcome = "timeout" if overall or not self.progress_deadline else "progress_deadline"
-        self.api.deadline = None  # the report's reads get their own time
-        return self._result()
+        # the report's reads only add detail: a few seconds of their own, so a server that stops answering now
+        # cannot hold the task either
+        self.api.deadline = time.monotonic() + REPORT_SECONDS
+        try:
+            return self._result()
+        finally:
+            self.api.deadline = None
 
     def _result(self) -> Obj:
         status = self.status
@@ -132,7 +140,7 @@ class RolloutWait:
         if self.outcome == "deleted":
             return dict(result, msg=f"{what} was deleted while waiting for its rollout (object has been deleted)")
         revisions = self.api.optional(lambda: revisions_of(self.api, self.daemonset), result["warnings"],
-                                      "revision not reported")  # fmt: skip
+                                      "revision not reported", best_effort=True)  # fmt: skip
         current = current_revision(self.daemonset, revisions) if revisions is not None else None
         result["revision"] = revision_ref(current)
         if self.outcome == "superseded":
