@@ -168,6 +168,18 @@ def test_batch_rollout_rides_out_an_api_server_restart(faults, deployed):
     assert run.wall <= 3 * 120 + MARGIN
 
 
+def test_batch_rollout_of_a_daemonset_deleted_under_it_fails_clearly(faults, deployed):
+    namespace = deployed(strategy=STRATEGY)
+    run = faults.start_module("ds_batch_rollout", batch_args(namespace, min_available_seconds=5))
+    run.wait_for("batch 1/3")
+    faults.kubectl("delete", "ds", NAME, "--wait=false", namespace=namespace)
+    result = run.result()
+    assert result["failed"] and result["changed"], result
+    assert f"DaemonSet {namespace}/{NAME}" in result["msg"] and "not found" in result["msg"], result["msg"]
+    assert result["touched_nodes"], result  # how far it got
+    assert run.wall <= 120 + MARGIN
+
+
 # --- an API server that stops answering --------------------------------------------------------------------------
 
 
@@ -247,14 +259,19 @@ def proxy(faults, tmp_path: Path) -> Iterator[tuple[FreezableProxy, str]]:
     freezable.close()
 
 
-@pytest.fixture(params=["paused", "proxy"])
+@pytest.fixture(params=["paused", "etcd-paused", "proxy"])
 def unanswering(request, faults) -> Iterator[dict[str, Any]]:
-    """An API server that stops answering: the real one paused with SIGSTOP, or a proxy to it that stops
-    forwarding. ``kubeconfig`` reaches it; ``freeze()`` and ``thaw()``."""
+    """An API server that stops answering: the real one paused with SIGSTOP, its etcd paused, or a proxy to it
+    that stops forwarding. ``kubeconfig`` reaches it; ``freeze()`` and ``thaw()``."""
     if request.param == "paused":
         yield {"kubeconfig": faults.kubeconfig, "freeze": lambda: faults.pause("kube-apiserver"),
                "thaw": lambda: faults.resume("kube-apiserver")}  # fmt: skip
         faults.resume("kube-apiserver")
+        return
+    if request.param == "etcd-paused":  # the API server answers nothing that needs its storage
+        yield {"kubeconfig": faults.kubeconfig, "freeze": lambda: faults.pause("etcd"),
+               "thaw": lambda: faults.resume("etcd")}  # fmt: skip
+        faults.resume("etcd")
         return
     freezable, kubeconfig = request.getfixturevalue("proxy")
     yield {"kubeconfig": kubeconfig, "freeze": freezable.freeze, "thaw": freezable.thaw}

@@ -175,8 +175,9 @@ class RolloutWait:
                 f"the DaemonSet controller has not observed generation {self.status['generation']} (observed "
                 f"{self.status['observed_generation']}): is kube-controller-manager running?; " + blockers["summary"]
             )
-        if errors:
+        if errors:  # the summary says what it could not look at (a 403, or a server that stopped answering)
             blockers["errors"] = errors
+            blockers["summary"] += f" (not read: {'; '.join(error.split('. ')[0] for error in errors)})"
         return blockers
 
 
