@@ -1,6 +1,7 @@
 """Faults during work, on a cluster of the session's own (the `faults` fixture): the kube-apiserver stopped and
-started again, paused (SIGSTOP) or frozen behind a proxy past the timeout, the controller-manager stopped, an
-untrusted certificate, and `ansible-playbook` killed in the middle of a batch rollout.
+started again, paused (SIGSTOP), its etcd paused, or frozen behind a proxy past the timeout, the controller-manager
+stopped, an untrusted certificate, the DaemonSet deleted under a batch rollout, and `ansible-playbook` killed in
+the middle of one (SIGTERM and SIGKILL of its process group) while a second run tries to start.
 
 Each run must finish correctly or fail with a message that says what happened, within its timeout plus MARGIN,
 and leave nothing half-done. MARGIN is a correctness bound, not a performance figure: the per-request margin of
@@ -51,10 +52,10 @@ def rolled_out(faults, namespace: str) -> bool:
     return "successfully rolled out" in status.stdout
 
 
-def pod_uids(faults, namespace: str) -> dict[str, str]:
-    """node -> UID of the DaemonSet's pod there (pods being deleted included: a deletion shows as a new UID)."""
+def pod_uids(faults, namespace: str) -> set[str]:
+    """The UIDs of the namespace's pods: a pod deleted and created again shows as another UID."""
     pods = json.loads(faults.kubectl("get", "pods", "-o", "json", namespace=namespace).stdout)["items"]
-    return {pod["spec"].get("nodeName", ""): pod["metadata"]["uid"] for pod in pods}
+    return {pod["metadata"]["uid"] for pod in pods}
 
 
 def restart_api_server(faults, down_seconds: float = 3) -> None:
