@@ -6,14 +6,17 @@ and kubectl is the one built with the cluster.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import fcntl
 import json
 import os
 import re
 import secrets
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,6 +35,9 @@ SEED_MANIFESTS = {
 
 # Nodes a test adds carry this NoSchedule taint, so DaemonSets of other tests ignore them.
 TEST_NODE_TAINT = "kubeops.test/dedicated"
+LOCALCLUSTER = ROOT / "tests/cluster/localcluster.py"
+# Workers of the dedicated cluster of the fault tests (and a control-plane node the seed DaemonSet does not tolerate).
+DEDICATED_NODES = 4
 
 sys.path.insert(0, str(ROOT / "tests" / "cluster"))
 import localcluster  # noqa: E402  (the cluster launcher lives beside the tests, not in a package)
@@ -62,9 +68,8 @@ def installed_collection() -> Path:
     return COLLECTIONS / "ansible_collections/kubeops/daemonset"
 
 
-@pytest.fixture(scope="session")
-def ansible_env(kubeconfig: str, installed_collection: Path) -> dict[str, str]:
-    """Environment for ansible runs: the installed collection, the cluster's kubeconfig, JSON results."""
+def ansible_environment(kubeconfig: str) -> dict[str, str]:
+    """Environment for ansible runs on KUBECONFIG's cluster: the installed collection, JSON results on request."""
     env = dict(os.environ)
     env.update(
         {
@@ -82,40 +87,114 @@ def ansible_env(kubeconfig: str, installed_collection: Path) -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="session")
-def run_module(ansible_env: dict[str, str]) -> Callable[..., dict[str, Any]]:
-    """Run kubeops.daemonset.NAME with ARGS through `ansible localhost -m` and return the module's result."""
+# With these, `ansible -m` prints one JSON document: module_result() reads the module's result from it.
+JSON_OUTPUT = {"ANSIBLE_LOAD_CALLBACK_PLUGINS": "1", "ANSIBLE_STDOUT_CALLBACK": "json"}
+
+
+def module_command(name: str, args: dict[str, Any], check: bool = False, diff: bool = False) -> list[str]:
+    """`ansible localhost -m kubeops.daemonset.NAME -a ARGS` (with the module's action plugin, as users run it)."""
+    cmd = ["ansible", "localhost", "-c", "local", "-i", "localhost,", "-m", f"kubeops.daemonset.{name}"]
+    return cmd + ["-a", json.dumps(args)] + (["--check"] if check else []) + (["--diff"] if diff else [])
+
+
+def module_result(returncode: int, stdout: str, stderr: str) -> dict[str, Any]:
+    """The module's result from the JSON callback's output (the test fails when there is none)."""
+    try:
+        output = json.loads(stdout)
+    except json.JSONDecodeError:
+        pytest.fail(f"ansible printed no JSON (rc={returncode}):\n{stdout}\n{stderr}")
+    return output["plays"][0]["tasks"][0]["hosts"]["localhost"]
+
+
+def module_runner(ansible_env: dict[str, str]) -> Callable[..., dict[str, Any]]:
+    """run(name, args, check=False, diff=False): the module's result, run through `ansible localhost -m`."""
 
     def run(name: str, args: dict[str, Any], check: bool = False, diff: bool = False) -> dict[str, Any]:
-        env = dict(ansible_env, ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="json")
-        cmd = ["ansible", "localhost", "-c", "local", "-i", "localhost,", "-m", f"kubeops.daemonset.{name}"]
-        cmd += ["-a", json.dumps(args)] + (["--check"] if check else []) + (["--diff"] if diff else [])
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-        try:
-            output = json.loads(proc.stdout)
-        except json.JSONDecodeError:
-            pytest.fail(f"ansible printed no JSON (rc={proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-        return output["plays"][0]["tasks"][0]["hosts"]["localhost"]
+        env = dict(ansible_env, **JSON_OUTPUT)
+        proc = subprocess.run(module_command(name, args, check, diff), env=env, capture_output=True, text=True)
+        return module_result(proc.returncode, proc.stdout, proc.stderr)
 
     return run
 
 
-@pytest.fixture(scope="session")
-def run_playbook(ansible_env: dict[str, str]) -> Callable[..., subprocess.CompletedProcess]:
-    """Run a playbook (a path, or kubeops.daemonset.NAME) with extra vars; returns the finished process."""
+def playbook_command(playbook: str, extra_vars: dict[str, Any] | None = None, check: bool = False,
+                     diff: bool = False) -> list[str]:  # fmt: skip
+    cmd = ["ansible-playbook", "-i", "localhost,", "-c", "local", playbook]
+    return cmd + ["-e", json.dumps(extra_vars or {})] + (["--check"] if check else []) + (["--diff"] if diff else [])
+
+
+def playbook_runner(ansible_env: dict[str, str]) -> Callable[..., subprocess.CompletedProcess]:
+    """run(playbook, extra_vars, check, diff, env): the finished `ansible-playbook` process."""
 
     def run(playbook: str, extra_vars: dict[str, Any] | None = None, check: bool = False, diff: bool = False,
             env: dict[str, str] | None = None) -> subprocess.CompletedProcess:  # fmt: skip
-        cmd = ["ansible-playbook", "-i", "localhost,", "-c", "local", playbook]
-        cmd += ["-e", json.dumps(extra_vars or {})] + (["--check"] if check else []) + (["--diff"] if diff else [])
+        cmd = playbook_command(playbook, extra_vars, check, diff)
         return subprocess.run(cmd, env=dict(ansible_env, **(env or {})), capture_output=True, text=True, check=False)
 
     return run
 
 
-@pytest.fixture(scope="session")
-def kubectl(kubeconfig: str) -> Callable[..., subprocess.CompletedProcess]:
-    """The real kubectl built with the cluster: kubectl("get", "ds", namespace=ns, input=yaml_text)."""
+class Background:
+    """A command started in the background, in a process group of its own (a test may signal the group): its
+    output line by line as it comes (standard error: the modules' progress lines), then its end."""
+
+    def __init__(self, cmd: list[str], env: dict[str, str]) -> None:
+        self.began = time.monotonic()
+        self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+        self.lines: dict[str, list[str]] = {"stdout": [], "stderr": []}
+        self.wall: float | None = None  # seconds from the start to the end, once it has ended
+        self._seen = threading.Condition()
+        self._readers = [threading.Thread(target=self._read, args=(name,), daemon=True) for name in self.lines]
+        for reader in self._readers:
+            reader.start()
+
+    def _read(self, name: str) -> None:
+        for line in getattr(self.proc, name):
+            with self._seen:
+                self.lines[name].append(line.rstrip("\n"))
+                self._seen.notify_all()
+        with self._seen:
+            self._seen.notify_all()
+
+    @property
+    def stdout(self) -> str:
+        return "\n".join(self.lines["stdout"])
+
+    def wait_for(self, text: str, timeout: float = 120, stream: str = "stderr") -> str:
+        """The first line of STREAM containing TEXT; the test fails if none comes within TIMEOUT seconds."""
+        deadline = time.monotonic() + timeout
+        with self._seen:
+            while True:
+                found = next((line for line in self.lines[stream] if text in line), None)
+                if found is not None:
+                    return found
+                left = deadline - time.monotonic()
+                if left <= 0 or not any(reader.is_alive() for reader in self._readers):
+                    shown = "\n".join(self.lines[stream][-30:])
+                    pytest.fail(f"no line with {text!r} (rc={self.proc.poll()}):\n{shown}")
+                self._seen.wait(min(left, 1.0))
+
+    def finish(self, timeout: float = 600) -> float:
+        """Wait for the end (killing the group after TIMEOUT seconds); the wall seconds since the start."""
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        for reader in self._readers:
+            reader.join()
+        self.wall = time.monotonic() - self.began
+        return self.wall
+
+    def result(self, timeout: float = 600) -> dict[str, Any]:
+        """The module's result once it has ended (a run of module_command with JSON_OUTPUT)."""
+        self.finish(timeout)
+        return module_result(self.proc.returncode, self.stdout, "\n".join(self.lines["stderr"]))
+
+
+def kubectl_runner(kubeconfig: str) -> Callable[..., subprocess.CompletedProcess]:
+    """run(*args, check=True, namespace=None, input=None) with the real kubectl built with the cluster."""
 
     def run(*args: str, check: bool = True, namespace: str | None = None, input: str | None = None):
         cmd = [str(BIN / "kubectl"), f"--kubeconfig={kubeconfig}", *(["-n", namespace] if namespace else []), *args]
@@ -125,6 +204,52 @@ def kubectl(kubeconfig: str) -> Callable[..., subprocess.CompletedProcess]:
         return proc
 
     return run
+
+
+@pytest.fixture(scope="session")
+def ansible_env(kubeconfig: str, installed_collection: Path) -> dict[str, str]:
+    """Environment for ansible runs: the installed collection, the cluster's kubeconfig."""
+    return ansible_environment(kubeconfig)
+
+
+@pytest.fixture(scope="session")
+def run_module(ansible_env: dict[str, str]) -> Callable[..., dict[str, Any]]:
+    """Run kubeops.daemonset.NAME with ARGS through `ansible localhost -m` and return the module's result."""
+    return module_runner(ansible_env)
+
+
+def module_starter(ansible_env: dict[str, str]) -> Callable[..., Background]:
+    """start(name, args): the module running in the background (a Background; .result() once it has ended)."""
+    return lambda name, args: Background(module_command(name, args), dict(ansible_env, **JSON_OUTPUT))
+
+
+@pytest.fixture(scope="session")
+def start_module(ansible_env: dict[str, str]) -> Callable[..., Background]:
+    """start_module(name, args): see module_starter."""
+    return module_starter(ansible_env)
+
+
+@pytest.fixture(scope="session")
+def run_playbook(ansible_env: dict[str, str]) -> Callable[..., subprocess.CompletedProcess]:
+    """Run a playbook (a path, or kubeops.daemonset.NAME) with extra vars; returns the finished process."""
+    return playbook_runner(ansible_env)
+
+
+def playbook_starter(ansible_env: dict[str, str]) -> Callable[..., Background]:
+    """start(playbook, extra_vars=None): `ansible-playbook` running in the background (a Background)."""
+    return lambda playbook, extra_vars=None: Background(playbook_command(playbook, extra_vars), ansible_env)
+
+
+@pytest.fixture(scope="session")
+def start_playbook(ansible_env: dict[str, str]) -> Callable[..., Background]:
+    """start_playbook(playbook, extra_vars=None): see playbook_starter."""
+    return playbook_starter(ansible_env)
+
+
+@pytest.fixture(scope="session")
+def kubectl(kubeconfig: str) -> Callable[..., subprocess.CompletedProcess]:
+    """The real kubectl built with the cluster: kubectl("get", "ds", namespace=ns, input=yaml_text)."""
+    return kubectl_runner(kubeconfig)
 
 
 @pytest.fixture(scope="session")
@@ -148,10 +273,15 @@ def core_v1(api):
     return client.CoreV1Api(api)
 
 
+def namespace_name(prefix: str, test_name: str) -> str:
+    """PREFIX-<the test's name, shortened>-<random>: a namespace of its own for each test."""
+    stem = re.sub(r"[^a-z0-9]+", "-", test_name.lower()).strip("-")[:40].strip("-")
+    return f"{prefix}-{stem}-{secrets.token_hex(3)}"
+
+
 def create_namespace(core_v1, stem: str) -> str:
     """A fresh namespace named after STEM (a test's or module's name); the caller deletes it."""
-    stem = re.sub(r"[^a-z0-9]+", "-", stem.lower()).strip("-")[:40].strip("-")
-    name = f"t-{stem}-{secrets.token_hex(3)}"
+    name = namespace_name("t", stem)
     core_v1.create_namespace({"metadata": {"name": name, "labels": {"kubeops.test/namespace": "true"}}})
     return name
 
@@ -222,10 +352,10 @@ def apply_manifest(kubectl) -> Callable[[dict[str, Any]], None]:
     return apply
 
 
-@pytest.fixture(scope="session")
-def wait_rollout(kubectl) -> Callable[..., None]:
-    """Wait with `kubectl rollout status` until the DaemonSet has rolled out, then until the controller's last
-    status writes are in (its resourceVersion holds still for a second), so tests can compare resourceVersions."""
+def rollout_waiter(kubectl: Callable[..., subprocess.CompletedProcess]) -> Callable[..., None]:
+    """wait(namespace, name, timeout): `kubectl rollout status` until the DaemonSet has rolled out, then until the
+    controller's last status writes are in (its resourceVersion holds still for a second), so tests can compare
+    resourceVersions."""
 
     def wait(namespace: str, name: str = "fluentd-elasticsearch", timeout: int = 120) -> None:
         kubectl("rollout", "status", f"ds/{name}", f"--timeout={timeout}s", namespace=namespace)
@@ -238,6 +368,12 @@ def wait_rollout(kubectl) -> Callable[..., None]:
             time.sleep(1)
 
     return wait
+
+
+@pytest.fixture(scope="session")
+def wait_rollout(kubectl) -> Callable[..., None]:
+    """wait_rollout(namespace, name=..., timeout=120): see rollout_waiter."""
+    return rollout_waiter(kubectl)
 
 
 @pytest.fixture(scope="session")
@@ -267,6 +403,27 @@ def pods_by_node(kubectl) -> Callable[[str], dict[str, dict[str, Any]]]:
     return by_node
 
 
+def kwok_nodes(names: list[str], labels: dict[str, str] | None = None, cpu: str = "4", memory: str = "8Gi",
+               pods: str = "110", not_ready: bool = False) -> dict[str, Any]:  # fmt: skip
+    """A List of KWOK nodes NAMES tainted TEST_NODE_TAINT, each also labelled LABELS (for `kubectl create`)."""
+    resources = {"cpu": cpu, "memory": memory, "pods": pods}
+    nodes = []
+    for name in names:
+        node_labels = {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "type": "kwok", **(labels or {})}
+        if not_ready:
+            node_labels["kubeops.test/not-ready"] = "true"
+        nodes.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {"name": name, "labels": node_labels, "annotations": {"kwok.x-k8s.io/node": "fake"}},
+                "spec": {"taints": [{"key": TEST_NODE_TAINT, "value": "true", "effect": "NoSchedule"}]},
+                "status": {"allocatable": resources, "capacity": resources},
+            }
+        )
+    return {"apiVersion": "v1", "kind": "List", "items": nodes}
+
+
 @pytest.fixture
 def test_node(kubectl, namespace: str) -> Iterator[Callable[..., Any]]:
     """Add KWOK nodes for this test: test_node(cpu="100m", memory="1Gi", pods="10", not_ready=False) -> name.
@@ -277,32 +434,103 @@ def test_node(kubectl, namespace: str) -> Iterator[Callable[..., Any]]:
 
     def add(cpu: str = "4", memory: str = "8Gi", pods: str = "110", not_ready: bool = False,
             count: int | None = None, labels: dict[str, str] | None = None) -> str | list[str]:  # fmt: skip
-        nodes = []
-        for _number in range(count or 1):
-            name = f"kwok-{namespace[-6:]}-{len(added) + len(nodes) + 1}"
-            node_labels = {
-                "kubernetes.io/hostname": name,
-                "kubernetes.io/os": "linux",
-                "type": "kwok",
-                **(labels or {}),
-            }
-            if not_ready:
-                node_labels["kubeops.test/not-ready"] = "true"
-            resources = {"cpu": cpu, "memory": memory, "pods": pods}
-            nodes.append(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Node",
-                    "metadata": {"name": name, "labels": node_labels, "annotations": {"kwok.x-k8s.io/node": "fake"}},
-                    "spec": {"taints": [{"key": TEST_NODE_TAINT, "value": "true", "effect": "NoSchedule"}]},
-                    "status": {"allocatable": resources, "capacity": resources},
-                }
-            )
-        kubectl("create", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": nodes}))
-        names = [node["metadata"]["name"] for node in nodes]
+        names = [f"kwok-{namespace[-6:]}-{len(added) + number}" for number in range(1, (count or 1) + 1)]
+        nodes = kwok_nodes(names, labels, cpu, memory, pods, not_ready)
+        kubectl("create", "-f", "-", input=json.dumps(nodes))
         added.extend(names)
         return names if count is not None else names[0]
 
     yield add
     if added:
         kubectl("delete", "node", "--wait=false", *added)
+
+
+class DedicatedCluster:
+    """A cluster of the session's own (KUBEOPS_CLUSTER_DIR=STATE), for tests that stop, pause or kill its
+    components: the shared cluster the other tests use is never disturbed. Its tools are the shared ones' (kubectl,
+    ansible runs), pointed at its kubeconfig."""
+
+    def __init__(self, state: Path) -> None:
+        self.state = state
+        self.kubeconfig = str(state / "kubeconfig")
+        self.env = dict(os.environ, KUBEOPS_CLUSTER_DIR=str(state))
+        self.ansible_env = ansible_environment(self.kubeconfig)
+        self.kubectl = kubectl_runner(self.kubeconfig)
+        self.run_module = module_runner(self.ansible_env)
+        self.start_module = module_starter(self.ansible_env)
+        self.start_playbook = playbook_starter(self.ansible_env)
+        self.run_playbook = playbook_runner(self.ansible_env)
+        self.wait_rollout = rollout_waiter(self.kubectl)
+
+    def localcluster(self, *args: str) -> None:
+        subprocess.run([sys.executable, str(LOCALCLUSTER), *args], env=self.env, check=True)
+
+    def start_kubectl(self, *args: str, namespace: str) -> Background:
+        return Background([str(BIN / "kubectl"), f"--kubeconfig={self.kubeconfig}", "-n", namespace, *args], self.env)
+
+    def pid(self, component: str) -> int:
+        return int((self.state / "pids" / component).read_text())
+
+    def stop(self, component: str) -> None:
+        self.localcluster("stop", component)
+
+    def start(self, component: str) -> None:
+        """Start a stopped component again (the API server: until it is ready)."""
+        self.localcluster("start", component)
+
+    def pause(self, component: str) -> None:
+        os.kill(self.pid(component), signal.SIGSTOP)
+
+    def resume(self, component: str) -> None:
+        os.kill(self.pid(component), signal.SIGCONT)
+
+    def resume_all(self) -> None:
+        for component in localcluster.COMPONENTS:
+            with contextlib.suppress(OSError, ValueError):  # not started (yet), or gone
+                self.resume(component)
+
+    def heal(self) -> None:
+        """Every component running and answering again, whatever a test left behind."""
+        self.resume_all()
+        for component in localcluster.COMPONENTS:
+            self.start(component)
+
+    def new_namespace(self, stem: str) -> str:
+        name = namespace_name("f", stem)
+        self.kubectl("create", "namespace", name)
+        return name
+
+    def apply(self, manifest: dict[str, Any]) -> None:
+        self.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+
+    def add_nodes(self, names: list[str], labels: dict[str, str]) -> None:
+        self.kubectl("create", "-f", "-", input=json.dumps(kwok_nodes(names, labels)))
+
+
+@pytest.fixture(scope="session")
+def dedicated_cluster(
+    tmp_path_factory: pytest.TempPathFactory, installed_collection: Path
+) -> Iterator[DedicatedCluster]:
+    """The session's own cluster (DEDICATED_NODES workers), stopped with every component at the end."""
+    cluster = DedicatedCluster(tmp_path_factory.mktemp("dedicated-cluster"))
+    try:
+        cluster.localcluster("up", "--nodes", str(DEDICATED_NODES))
+        yield cluster
+    finally:
+        cluster.resume_all()
+        cluster.localcluster("down")
+
+
+@pytest.fixture
+def faults(dedicated_cluster: DedicatedCluster) -> Iterator[DedicatedCluster]:
+    """The dedicated cluster, healed after the test (a failed test may leave a component stopped or paused)."""
+    yield dedicated_cluster
+    dedicated_cluster.heal()
+
+
+@pytest.fixture
+def fault_namespace(request: pytest.FixtureRequest, faults: DedicatedCluster) -> Iterator[str]:
+    """A fresh namespace on the dedicated cluster, deleted afterwards (without waiting)."""
+    name = faults.new_namespace(request.node.name)
+    yield name
+    faults.kubectl("delete", "namespace", name, "--wait=false", check=False)

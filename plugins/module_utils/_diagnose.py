@@ -25,7 +25,8 @@ untolerated_taint    info     nodes skipped because of taints the pods do not to
 ==================== ======== ==============================================================
 
 The diagnosis accounts for the whole gap between the controller's status and "successfully rolled out": every
-node that should run an updated, available pod and does not is named by a finding, and so is every count of the
+node that should run an updated, available pod and does not is named by a finding (outdated pods held back by a
+problem that uses up the rolling budget: in that finding's ``evidence.holds_back``), and so is every count of the
 controller's that the nodes and pods do not explain. So "no problem found" (only ``info`` findings) happens only
 when ``kubectl rollout status`` would say the rollout is complete.
 
@@ -69,10 +70,12 @@ from ansible_collections.kubeops.daemonset.plugins.module_utils._placement impor
     wanted_if_healthy,
 )
 from ansible_collections.kubeops.daemonset.plugins.module_utils._rollout import (
+    AVAILABILITY_SLACK_SECONDS,
     SHOWN_NAMES,
     describe_failure_group,
     group_pod_failures,
     pod_failure,
+    recently_ready,
     rollout_status,
 )
 from ansible_collections.kubeops.daemonset.plugins.module_utils._values import (
@@ -84,8 +87,6 @@ from ansible_collections.kubeops.daemonset.plugins.module_utils._values import (
 )
 
 SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
-# Seconds the controller may take to count a pod available after minReadySeconds (it requeues).
-AVAILABILITY_SLACK_SECONDS = 10
 _STATUS_COUNTS = (
     "desiredNumberScheduled",
     "currentNumberScheduled",
@@ -330,8 +331,12 @@ def _find_missing(view: ClusterView, events: list[Obj]) -> list[Obj]:
         return []
     ds_events = summarize_events(events_for(events, "DaemonSet", [view.ds["metadata"]["name"]]))
     summary = f"no daemon pod on {plural(len(missing), 'node')} that should run one"
+    action = "check the DaemonSet's events (FailedCreate: quota, admission webhooks, RBAC of the controller)"
     if ds_events:
         summary += f": {ds_events[0]['reason']}"
+    else:  # the controller creates a missing pod at once, or says why it cannot
+        summary += ", and no event of the DaemonSet says why"
+        action = "check that kube-controller-manager is running and acts on this DaemonSet (it creates the pods)"
     return [
         _finding(
             cause="pod_missing",
@@ -339,7 +344,7 @@ def _find_missing(view: ClusterView, events: list[Obj]) -> list[Obj]:
             summary=summary,
             nodes=missing,
             evidence={"daemonset_events": ds_events, "examples": missing[:SHOWN_NAMES]},
-            action="check the DaemonSet's events (FailedCreate: quota, admission webhooks, RBAC of the controller)",
+            action=action,
         )
     ]
 
@@ -407,11 +412,16 @@ def _find_not_ready_nodes(view: ClusterView) -> list[Obj]:
     stuck = sum(1 for info in per_node.values() for s in info["pods"] if s["state"] in ("Terminating", "Unknown"))
     summary = f"{plural(len(nodes), 'node')} NotReady/unreachable ({preview(nodes)})"
     summary += f" holding {plural(len(pods), 'daemon pod')}" + (f", {stuck} Terminating/Unknown" if stuck else "")
+    summary += "" if counted else " (not in desired)"
+    tainted = [name for name in nodes if node_ready(view.nodes[name]).get("status") == "True"]
+    if tainted:  # the node lifecycle controller takes the taint off a Ready node at once
+        summary += (f"; {len(tainted)} of them Ready but still tainted not-ready/unreachable (is "
+                    "kube-controller-manager running? it removes the taint)")  # fmt: skip
     return [
         _finding(
             cause="node_not_ready",
             severity="error" if counted else "warning",
-            summary=summary + ("" if counted else " (not in desired)"),
+            summary=summary,
             nodes=nodes,
             pods=_names(pods),
             evidence={"per_node": per_node},
@@ -669,8 +679,12 @@ def _node_state(view: ClusterView, node: str) -> str:
     return "starting" if view.by_node.get(node) else "stuck"
 
 
-def _status_differences(view: ClusterView, findings: list[Obj]) -> dict[str, tuple[int, int]]:
-    """Counts of the controller's that the nodes and pods do not show: ``{field: (controller, seen)}``."""
+Differences = dict[str, tuple[int, int]]  # {status field: (the controller's count, what the nodes and pods show)}
+
+
+def _status_differences(view: ClusterView, findings: list[Obj]) -> tuple[Differences, Differences]:
+    """(counts of the controller's that the nodes and pods do not show, those of them explained by time: pods
+    that turned Ready so recently that the controller has not counted them yet, or clock skew)."""
     counts = counters(view.ds, list(view.nodes.values()), view.pods, None, view.now, view=view)
     seen = {"desiredNumberScheduled": counts["desired"], "numberAvailable": counts["available"]}
     if view.hash is not None:
@@ -678,18 +692,12 @@ def _status_differences(view: ClusterView, findings: list[Obj]) -> dict[str, tup
     differences = {
         field: (counts["status"][field], value) for field, value in seen.items() if counts["status"][field] != value
     }
-    if any(f["cause"] == "clock_skew" for f in findings) or _recently_ready(view):
-        differences.pop("numberAvailable", None)  # explained: the controller's clock decides availability
-    return differences
-
-
-def _recently_ready(view: ClusterView) -> bool:
-    """A pod became available so recently that the controller may not have counted it yet."""
-    for pod in view.pods:
-        since = seconds_between(view.now, parse_time((pod_condition(pod, "Ready") or {}).get("lastTransitionTime")))
-        if since is not None and since < view.min_ready + AVAILABILITY_SLACK_SECONDS:
-            return True
-    return False
+    explained = {}
+    if "numberAvailable" in differences and (
+        any(f["cause"] == "clock_skew" for f in findings) or recently_ready(view.pods, view.min_ready, view.now)
+    ):
+        explained["numberAvailable"] = differences.pop("numberAvailable")  # the controller's clock decides it
+    return differences, explained
 
 
 def _find_gap(view: ClusterView, findings: list[Obj]) -> list[Obj]:
@@ -710,19 +718,38 @@ def _find_gap(view: ClusterView, findings: list[Obj]) -> list[Obj]:
             _note_held_back(findings, use)  # the problems that spend the budget hold them back
         waiting = []
     gap = [_in_progress(view, starting, waiting)] if starting or waiting else []
-    differences = _status_differences(view, findings)
+    differences, explained = _status_differences(view, findings)
     if stuck or (differences and not named and not starting):
         gap.append(_unexplained(view, sorted(stuck), differences))
+    elif not gap and all(f["severity"] == "info" for f in findings):
+        # kubectl would not call it complete, yet every node runs an updated, available pod: never "no problem"
+        gap.append(_counting(explained) if explained else _unexplained(view, [], differences))
     return gap
 
 
+def _counting(explained: Differences) -> Obj:
+    controller, seen = explained["numberAvailable"]
+    return _finding(
+        cause="rollout_in_progress",
+        severity="warning",
+        summary=f"rollout in progress: the controller counts {controller} available pods, the pods show {seen} "
+        "(they turned Ready moments ago, or the clocks differ)",
+        evidence={"status_differences": {"numberAvailable": {"controller": controller, "seen": seen}}},
+        action="nothing is wrong yet: the controller counts a pod available minReadySeconds after it turned Ready; "
+        "diagnose again in a few seconds",
+    )
+
+
 def _note_held_back(findings: list[Obj], use: Obj) -> None:
-    """Outdated pods wait while problems use up the rolling budget: the findings of those problems say so."""
+    """Outdated pods wait while problems use up the rolling budget: the findings of those problems say so, and
+    name the nodes held back in ``evidence.holds_back`` (not in ``nodes``: those are where the problem is, what a
+    remediation acts on)."""
     for finding in findings:
         if finding["severity"] != "info" and set(finding["nodes"]) & set(use["spending"]):
             finding["summary"] += f"; it holds back {plural(len(use['waiting']), 'outdated pod')} ({use['name']}="
             finding["summary"] += f"{use['limit']} used up)"
-            finding["evidence"]["holds_back"] = {"outdated": len(use["waiting"]), use["name"]: use["limit"]}
+            finding["evidence"]["holds_back"] = {"outdated": len(use["waiting"]), use["name"]: use["limit"],
+                                                 "nodes": use["waiting"][:SHOWN_NAMES]}  # fmt: skip
             return
 
 
@@ -742,13 +769,18 @@ def _in_progress(view: ClusterView, starting: list[str], waiting: list[str]) -> 
     )
 
 
-def _unexplained(view: ClusterView, nodes: list[str], differences: dict[str, tuple[int, int]]) -> Obj:
+def _unexplained(view: ClusterView, nodes: list[str], differences: Differences) -> Obj:
     pods = [p for n in nodes for p in view.running_pods(n)]
     parts = [f"{plural(len(nodes), 'node')} without an updated, available pod and no known cause ({preview(nodes)})"]
+    parts = parts if nodes else []
     parts += [
         f"{field} is {controller} but the nodes and pods show {seen}"
         for field, (controller, seen) in differences.items()
     ]
+    if not parts:
+        unknown = "" if view.hash else " (without the revisions, updated pods cannot be told from outdated ones)"
+        parts = [f"the rollout is not complete ({rollout_status(view.ds)['message']}) and the nodes and pods show "
+                 f"no cause{unknown}"]  # fmt: skip
     return _finding(
         cause="unexplained",
         severity="error",

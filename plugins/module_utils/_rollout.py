@@ -37,6 +37,7 @@ from ansible_collections.kubeops.daemonset.plugins.module_utils._objects import 
     restarts,
     summarize_events,
 )
+from ansible_collections.kubeops.daemonset.plugins.module_utils._placement import rolling_budget
 from ansible_collections.kubeops.daemonset.plugins.module_utils._values import (
     parse_time,
     plural,
@@ -63,6 +64,8 @@ _STATUS_FIELDS = {
 # Waiting reasons a healthy pod passes through; reported only when a pod stays in them too long.
 TRANSIENT_REASONS = {"ContainerCreating", "PodInitializing", "Pending", "NotReady", "MinReadySeconds"}
 TRANSIENT_GRACE_SECONDS = 60
+# Seconds the controller may take to count a pod available after minReadySeconds and act on it (it requeues).
+AVAILABILITY_SLACK_SECONDS = 10
 
 
 def rollout_status(daemonset: Obj) -> Obj:
@@ -269,7 +272,7 @@ def describe_failure_group(group: Obj) -> str:
 
 def rollout_blockers(
     daemonset: Obj,
-    pods: t.Iterable[Obj],
+    pods: t.Iterable[Obj] | None,
     events: t.Iterable[Obj],
     current_hash: str | None = None,
     now: datetime | None = None,
@@ -277,15 +280,17 @@ def rollout_blockers(
 ) -> Obj:
     """What keeps the rollout of DAEMONSET from finishing, from its pods and the namespace's events.
 
-    PODS are the DaemonSet's pods (listed with its selector), EVENTS the namespace's Warning events; the
-    events kept are those about the DaemonSet or one of PODS, newest first, grouped by reason+message.
+    PODS are the DaemonSet's pods (listed with its selector; None: unknown, the status alone counts), EVENTS the
+    namespace's Warning events; the events kept are those about the DaemonSet or one of PODS, newest first,
+    grouped by reason+message. ``controller_idle`` says the pods show work the controller has not done.
     Pod problems come from ``group_pod_failures`` (transient states included). Lists of nodes are sorted and
     cut at LIMIT; the counts are complete.
     """
     now = now or utcnow()
     status = rollout_status(daemonset)
     min_ready = int((daemonset.get("spec") or {}).get("minReadySeconds") or 0)
-    pods = owned_by(daemonset, pods)
+    known = pods is not None
+    pods = owned_by(daemonset, pods or [])
     outdated_nodes, unavailable_nodes, unavailable = [], [], []
     for pod in pods:
         node = (pod.get("spec") or {}).get("nodeName") or pod["metadata"]["name"]
@@ -300,12 +305,19 @@ def rollout_blockers(
     pod_problems = group_pod_failures(
         unavailable, now=now, limit=limit, include_transient=True, min_ready_seconds=min_ready
     )
-    related = events_for(events, "DaemonSet", [daemonset["metadata"]["name"]]) + events_for(
-        events, "Pod", [pod["metadata"]["name"] for pod in pods]
-    )
+    ds_events = events_for(events, "DaemonSet", [daemonset["metadata"]["name"]])
+    related = ds_events + events_for(events, "Pod", [pod["metadata"]["name"] for pod in pods])
+    missing = max(status["desired"] - status["current"], 0)
+    idle = None
+    if known:  # a status the controller stopped writing still counts pods that are gone: the pods count too
+        missing = max(missing, status["desired"] - len({pod_target_node(p) for p in pods}))
+        idle = controller_idle(daemonset, status, pods, len(outdated_nodes), len(unavailable) + missing, missing,
+                               bool(ds_events), now)  # fmt: skip
+    summary = _summary(status, missing, len(outdated_nodes), len(unavailable_nodes), pod_problems)
     return {
-        "summary": _summary(status, len(outdated_nodes), len(unavailable_nodes), pod_problems),
-        "missing_pods": max(status["desired"] - status["current"], 0),
+        "summary": f"{idle}; {summary}" if idle else summary,
+        "controller_idle": idle is not None,
+        "missing_pods": missing,
         "not_updated": {"count": len(outdated_nodes), "nodes": sorted(outdated_nodes)[:limit]},
         "not_available": {"count": len(unavailable_nodes), "nodes": sorted(unavailable_nodes)[:limit]},
         "pod_problems": pod_problems[:limit],
@@ -313,9 +325,41 @@ def rollout_blockers(
     }
 
 
-def _summary(status: Obj, outdated: int, unavailable: int, problems: list[Obj]) -> str:
+def recently_ready(pods: t.Iterable[Obj], min_ready_seconds: int, now: datetime | None) -> bool:
+    """A pod turned Ready so recently that the controller may not have acted on it yet (it counts a pod available
+    minReadySeconds after, then requeues the DaemonSet)."""
+    for pod in pods:
+        since = seconds_between(now, parse_time((pod_condition(pod, "Ready") or {}).get("lastTransitionTime")))
+        if since is not None and since < min_ready_seconds + AVAILABILITY_SLACK_SECONDS:
+            return True
+    return False
+
+
+def controller_idle(daemonset: Obj, status: Obj, pods: list[Obj], outdated: int, unavailable: int, missing: int,
+                    daemonset_events: bool, now: datetime | None) -> str | None:  # fmt: skip
+    """A note when the pods show work the DaemonSet controller does at once and it has not been done: outdated
+    pods it may replace (the rolling budget leaves room) or nodes without a pod (and no Warning event of the
+    DaemonSet, such as FailedCreate, says why). The rollout then waits for the controller itself: stopped, or not
+    acting on this DaemonSet. Its status, which it no longer writes, cannot tell."""
+    if not status["observed"] or status["strategy"] == ON_DELETE or any(map(pod_terminating, pods)):
+        return None
+    if recently_ready(pods, int(daemonset["spec"].get("minReadySeconds") or 0), now):
+        return None
+    max_unavailable, max_surge = rolling_budget(daemonset, status["desired"])
+    surging = len(pods) - len({pod_target_node(p) for p in pods})
+    room = surging < max_surge if max_surge else unavailable < max_unavailable
+    if missing and not daemonset_events:
+        work = f"{plural(missing, 'node')} without a pod, none being created"
+    elif outdated and room:
+        budget = f"maxSurge={max_surge}" if max_surge else f"maxUnavailable={max_unavailable}"
+        work = f"{plural(outdated, 'outdated pod')} not replaced although {budget} leaves room"
+    else:
+        return None
+    return f"the DaemonSet controller is not acting ({work}): is kube-controller-manager running?"
+
+
+def _summary(status: Obj, missing: int, outdated: int, unavailable: int, problems: list[Obj]) -> str:
     parts = []
-    missing = status["desired"] - status["current"]
     if missing > 0:
         parts.append(f"{plural(missing, 'node')} of {status['desired']} without a pod yet")
     if outdated:

@@ -24,8 +24,15 @@ description:
     C(node_not_ready) (NotReady or unreachable nodes and their pods stuck C(Unknown) or C(Terminating)),
     C(clock_skew) (node clocks measured against the API server's through lease renewals; pods Ready longer than
     C(minReadySeconds) yet not counted available), C(budget_exhausted) (maxUnavailable/maxSurge used up by
-    unavailable old pods), C(on_delete_pending), C(misscheduled), and, informational only, C(untolerated_taint)
-    (nodes skipped on purpose)."
+    unavailable old pods), C(on_delete_pending), C(misscheduled), C(spec_not_observed) (the controller has not
+    observed the latest spec: is kube-controller-manager running?), C(rollout_in_progress) (pods being replaced,
+    nothing wrong yet), C(unexplained) (the rest of the gap, with the pods, the counts and what to look at), and,
+    informational only, C(untolerated_taint) (nodes skipped on purpose)."
+  - "The findings account for the whole gap to C(kubectl rollout status)'s \"successfully rolled out\": every node
+    that should run an updated, available pod and does not is named (outdated pods that a problem holds back by
+    using up the rolling budget in that finding's C(evidence.holds_back)), and so is every count of the
+    controller's status that the nodes and pods do not show (a controller that stopped writing its status).
+    RV(healthy) is true only when kubectl would call the rollout complete."
   - "A constant number of API calls whatever the size of the cluster (RV(api_calls)): get the DaemonSet; list nodes;
     list the DaemonSet's pods (its label selector, its namespace); list the namespace's Warning events
     (C(fieldSelector=type=Warning)); list its ControllerRevisions; list the leases in C(kube-node-lease); and, only

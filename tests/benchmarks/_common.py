@@ -121,3 +121,12 @@ def add_nodes(kubeconfig: str, prefix: str, label: str, count: int) -> list[str]
     ]
     kubectl(kubeconfig, "create", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
     return names
+
+
+def proc_status_mib(pid: int | None, field: str) -> float:
+    """A memory FIELD of /proc/PID/status (VmRSS: resident now, VmHWM: its peak) in MiB; 0 without the process."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text() if pid else ""
+    except OSError:
+        return 0.0
+    return next((int(line.split()[1]) for line in status.splitlines() if line.startswith(f"{field}:")), 0) / 1024

@@ -23,7 +23,9 @@ ROOT = Path(__file__).resolve().parents[2]
 STATE = ROOT / ".cache" / "bench-cluster"
 os.environ["KUBEOPS_CLUSTER_DIR"] = str(STATE)
 sys.path.insert(0, str(ROOT / "tests" / "cluster"))
+sys.path.insert(0, str(Path(__file__).parent))
 import localcluster  # noqa: E402  (reads KUBEOPS_CLUSTER_DIR at import)
+from _common import proc_status_mib  # noqa: E402
 
 SEED_V2 = ROOT / "playbooks" / "files" / "fluentd-daemonset-update.yaml"
 NAMESPACE = "bench"
@@ -63,13 +65,7 @@ def rollout_seconds(timeout: int) -> float:
 
 def peak_rss_mib() -> dict[str, float]:
     """VmHWM (peak resident set) of each component since it started."""
-    peaks = {}
-    for name in localcluster.COMPONENTS:
-        pid = localcluster.pid_of(name)
-        status = Path(f"/proc/{pid}/status").read_text() if pid else ""
-        kib = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), 0)
-        peaks[name] = kib / 1024
-    return peaks
+    return {name: proc_status_mib(localcluster.pid_of(name), "VmHWM") for name in localcluster.COMPONENTS}
 
 
 def daemonset_manifest() -> dict:

@@ -4,6 +4,8 @@ and runc, see realnode.py) unless --real-nodes 0.
 
     python tests/cluster/localcluster.py up [--nodes N] [--real-nodes 0|1]   # idempotent; prints how long it took
     python tests/cluster/localcluster.py down              # stops every process it started, removes the state
+    python tests/cluster/localcluster.py stop NAME         # stops one component (fault tests) ...
+    python tests/cluster/localcluster.py start NAME        # ... and starts it again as it was started
 
 The control plane listens on 127.0.0.1 only (the real kubelet on the host's address: it cannot be loopback); TLS
 and RBAC are on. State (PKI, etcd data, logs, kubeconfig, the real node's runtime) lives in .cluster/ at the
@@ -156,16 +158,18 @@ def pid_of(name: str) -> int | None:
 
 
 def start(name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
-    """Start a component detached in its own session, logging to .cluster/logs/NAME.log."""
+    """Start a component detached in its own session, logging to .cluster/logs/NAME.log; its command line and
+    environment are kept beside its pid so that `start NAME` can start it again after a `stop NAME`."""
     with (LOGS / f"{name}.log").open("ab") as logfile:
         proc = subprocess.Popen(
             argv, stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, env=env
         )
     (PIDS / name).write_text(str(proc.pid))
+    (PIDS / f"{name}.argv").write_text(json.dumps({"argv": argv, "env": env}))
 
 
 def stop(name: str) -> None:
-    """SIGTERM the component's process group, SIGKILL it after 10 s."""
+    """Stop one component (its whole process group): SIGTERM, then SIGKILL after 10 seconds."""
     pid = pid_of(name)
     if pid is None:
         return
@@ -179,6 +183,16 @@ def stop(name: str) -> None:
         time.sleep(0.1)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
+
+
+def start_again(name: str) -> None:
+    """Start a stopped component with the command line it was started with; the API server is waited for."""
+    if pid_of(name) is not None:
+        return
+    started = json.loads((PIDS / f"{name}.argv").read_text())
+    start(name, started["argv"], started["env"])
+    if name == "kube-apiserver":
+        wait_until(name, lambda: bool(kubectl("get", "--raw", "/readyz")), 120)
 
 
 def tail(name: str, lines: int = 25) -> str:
@@ -453,11 +467,17 @@ def main() -> None:
     )
     sub.add_parser("down", help="stop every component and remove .cluster/")
     sub.add_parser("status", help="exit 0 when the cluster is up")
+    for command, text in (("stop", "stop one component"), ("start", "start a stopped component again")):
+        sub.add_parser(command, help=text).add_argument("component", choices=components(real_nodes=1))
     args = parser.parse_args()
     if args.command == "up":
         up(args.nodes, NodeShape(args.cpu, args.memory, args.pods), args.pod_ready_ms, args.real_nodes)
     elif args.command == "status":
         sys.exit(0 if is_up() else 1)
+    elif args.command == "stop":
+        stop(args.component)
+    elif args.command == "start":
+        start_again(args.component)
     else:
         down()
 

@@ -44,20 +44,13 @@ def kubectl_status(kubectl, namespace: str) -> tuple[int, str]:
     return proc.returncode, (proc.stdout + proc.stderr).strip()
 
 
-def wait_then(ansible_env, args: dict, action, after: str = "Waiting for daemon set") -> dict:
+def wait_then(start_module, args: dict, action, after: str = "Waiting for daemon set") -> dict:
     """Run the module (through `ansible`, with its action plugin) and call ACTION() once it has printed a
     progress line containing AFTER (by default its first: the wait has seen the DaemonSet); return its result."""
-    cmd = ["ansible", "localhost", "-c", "local", "-i", "localhost,", "-m", "kubeops.daemonset.ds_rollout_wait"]
-    env = dict(ansible_env, ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="json")
-    with subprocess.Popen(
-        [*cmd, "-a", json.dumps(args)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    ) as proc:
-        for line in proc.stderr:
-            if after in line:
-                break
-        action()
-        stdout, _stderr = proc.communicate()
-    return json.loads(stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    run = start_module("ds_rollout_wait", args)
+    run.wait_for(after)
+    action()
+    return run.result()
 
 
 def resource_version(kubectl, namespace: str) -> str:
@@ -187,7 +180,7 @@ def test_on_delete_report(run_module, kubectl, namespace, rolled_out):
     assert code != 0 and "rollout status is only available for RollingUpdate strategy type" in output
 
 
-def test_on_delete_wait_until_pods_are_deleted(ansible_env, kubectl, namespace, rolled_out):
+def test_on_delete_wait_until_pods_are_deleted(start_module, kubectl, namespace, rolled_out):
     rolled_out(namespace)
     switch_to_on_delete(kubectl, namespace)
     set_image(kubectl, namespace, V2_IMAGE)
@@ -198,7 +191,7 @@ def test_on_delete_wait_until_pods_are_deleted(ansible_env, kubectl, namespace, 
     def delete_pods():
         kubectl("delete", "pods", "-l", f"name={NAME}", "--wait=false", namespace=namespace)
 
-    result = wait_then(ansible_env, args, delete_pods, after=outdated)
+    result = wait_then(start_module, args, delete_pods, after=outdated)
 
     assert not result.get("failed"), result.get("msg")
     assert (result["outcome"], result["rollout_complete"], result["status"]["outdated"]) == ("complete", True, 0)
@@ -215,12 +208,12 @@ def test_missing_daemonset(run_module, namespace):
     )
 
 
-def test_deleted_during_the_wait(ansible_env, kubectl, namespace, rolled_out):
+def test_deleted_during_the_wait(start_module, kubectl, namespace, rolled_out):
     rolled_out(namespace)
     set_image(kubectl, namespace, BAD_IMAGE)
     args = {"name": NAME, "namespace": namespace, "timeout": 120}
 
-    result = wait_then(ansible_env, args, lambda: kubectl("delete", "ds", NAME, "--wait=false", namespace=namespace))
+    result = wait_then(start_module, args, lambda: kubectl("delete", "ds", NAME, "--wait=false", namespace=namespace))
 
     assert result["failed"] and result["outcome"] == "deleted"
     assert result["msg"] == (

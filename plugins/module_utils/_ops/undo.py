@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 
-from ansible_collections.kubeops.daemonset.plugins.module_utils._client import Api
+from ansible_collections.kubeops.daemonset.plugins.module_utils._client import Api, K8sError
 from ansible_collections.kubeops.daemonset.plugins.module_utils._history import (
     history_table,
     plan_undo,
@@ -24,7 +24,7 @@ from ansible_collections.kubeops.daemonset.plugins.module_utils._objects import 
 from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.read import daemonset_and_revisions, revisions_of
 from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.wait import template_generation, wait_for_write
 from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.write import check_owners, with_fresh_reads
-from ansible_collections.kubeops.daemonset.plugins.module_utils._runner import Request
+from ansible_collections.kubeops.daemonset.plugins.module_utils._runner import OperationFailed, Request
 from ansible_collections.kubeops.daemonset.plugins.module_utils._template import template_changes, to_yaml
 from ansible_collections.kubeops.daemonset.plugins.module_utils._watch import poll
 
@@ -42,19 +42,30 @@ def _check_owner(daemonset: Obj, expected_generation: int | None) -> None:
         )
 
 
-def _read_back(api: Api, daemonset: Obj, plan: Obj) -> tuple[int | None, list[Obj]]:
-    """(the number the controller gave the target, or None if it did not renumber it in time; the revisions)."""
+def _read_back(api: Api, daemonset: Obj, plan: Obj, revisions: list[Obj],
+               seconds: float) -> tuple[int | None, list[Obj], str]:  # fmt: skip
+    """(the number the controller gave the target, or None if it did not renumber it within SECONDS; the revisions
+    read last, REVISIONS if none could be read; why there is no number). A transient failure (the API server
+    restarting) is read again until the time is up."""
     name, expected = plan["target"]["metadata"]["name"], plan["predicted_revision"]
-    seen: list[list[Obj]] = [[]]  # the revisions read last
+    idle = (f"the controller did not renumber revision {plan['to_revision']} (expected {expected}); is "
+            "kube-controller-manager running?")  # fmt: skip
+    seen: Obj = {"revisions": revisions, "why": idle}
 
     def renumbered() -> int | None:
-        seen[0] = revisions_of(api, daemonset)
-        number = int(next((r["revision"] for r in seen[0] if r["metadata"]["name"] == name), 0))
+        try:
+            seen["revisions"], seen["why"] = revisions_of(api, daemonset), idle
+        except K8sError as exc:
+            if not exc.transient:
+                raise
+            seen["why"] = f"the revisions could not be read back ({exc}); the revisions shown are the last ones read"
+            return None
+        number = int(next((r["revision"] for r in seen["revisions"] if r["metadata"]["name"] == name), 0))
         moved = number != plan["to_revision"] or expected == plan["to_revision"]  # not renumbered when already last
         return number if number and moved else None
 
-    number = poll(renumbered, time.monotonic() + READ_BACK_SECONDS, 0.2)
-    return number, seen[0]
+    number = poll(renumbered, time.monotonic() + seconds, 0.2)
+    return number, seen["revisions"], seen["why"]
 
 
 def undo(request: Request, api: Api) -> Obj:
@@ -94,18 +105,30 @@ def undo(request: Request, api: Api) -> Obj:
     result["template_generation"] = template_generation(daemonset if request.check_mode or not written else written)
     if not plan["changed"] or request.check_mode:
         return dict(result, **_history(daemonset, revisions))
-    result["new_revision"], revisions = _read_back(api, daemonset, plan)
+    try:
+        return _after_write(request, api, result, plan, daemonset, revisions, written)
+    except K8sError as exc:  # the rollback is written: the failure after it must not hide it
+        details = {"changed": True, **{k: v for k, v in result.items() if k not in ("changed", "msg")}}
+        raise OperationFailed(f"{plan['message']}, but then: {exc}", details, exc.status) from exc
+
+
+def _after_write(request: Request, api: Api, result: Obj, plan: Obj, daemonset: Obj, revisions: list[Obj],
+                 written: Obj) -> Obj:  # fmt: skip
+    """(With wait) the rollout, then the number the controller gave the target and the history now. After a wait
+    that saw the rollout complete the controller has renumbered the target, so the read back is quick; after one that
+    failed it is one read, so the task still ends within its wait_timeout."""
+    namespace, name = request.params["namespace"], request.params["name"]
+    seconds = READ_BACK_SECONDS
+    if request.params["wait"]:
+        result["rollout"] = wait_for_write(request, api, namespace, name, written)
+        seconds = 0 if result["rollout"]["failed"] else READ_BACK_SECONDS
+    result["new_revision"], revisions, why = _read_back(api, daemonset, plan, revisions, seconds)
     result.update(_history(daemonset, revisions))
     if result["new_revision"] is None:
-        request.warn(
-            f"the controller did not renumber revision {plan['to_revision']} within {READ_BACK_SECONDS:.0f}s "
-            f"(expected {plan['predicted_revision']}); is kube-controller-manager running?"
-        )
-    if params["wait"]:
-        result["rollout"] = wait_for_write(request, api, namespace, name, written)
-        if result["rollout"]["failed"]:
-            result.update(failed=True, msg=f"{plan['message']}, but the rollout did not complete: "
-                                           f"{result['rollout']['msg']}")  # fmt: skip
+        request.warn(f"no new revision number within {seconds:.0f}s: {why}")
+    if request.params["wait"] and result["rollout"]["failed"]:
+        result.update(failed=True, msg=f"{plan['message']}, but the rollout did not complete: "
+                                       f"{result['rollout']['msg']}")  # fmt: skip
     return result
 
 

@@ -44,6 +44,9 @@ FAILED_OUTCOMES = ("timeout", "progress_deadline", "not_found", "deleted", "supe
 # How often the nodes are read again while unhealthy nodes may hold a rollout back (one small table when all are
 # healthy; nodes, pods and revisions when some are not).
 NODE_CHECK_SECONDS = 10.0
+# Seconds the reads after a wait (its revision; the pods and events that explain a failure) may take together,
+# plus the client's margin per request (_client.DEADLINE_MARGIN).
+REPORT_SECONDS = 2.0
 
 
 def template_generation(daemonset: Obj) -> int | None:
@@ -169,8 +172,13 @@ class RolloutWait:
                 break
             if self._observe(self.daemonset):  # the nodes were due to be read again
                 break
-        self.api.deadline = None  # the report's reads get their own time
-        return self._result()
+        # the report's reads only add detail: a few seconds of their own, so a server that stops answering now
+        # cannot hold the task either
+        self.api.deadline = time.monotonic() + REPORT_SECONDS
+        try:
+            return self._result()
+        finally:
+            self.api.deadline = None
 
     def _result(self) -> Obj:
         status = self.status
@@ -191,7 +199,7 @@ class RolloutWait:
         if self.outcome == "deleted":
             return dict(result, msg=f"{what} was deleted while waiting for its rollout (object has been deleted)")
         revisions = self.api.optional(lambda: revisions_of(self.api, self.daemonset), result["warnings"],
-                                      "revision not reported")  # fmt: skip
+                                      "revision not reported", best_effort=True)  # fmt: skip
         current = current_revision(self.daemonset, revisions) if revisions is not None else None
         result["revision"] = revision_ref(current)
         result["warnings"].extend(self.node_notes)
@@ -226,7 +234,7 @@ class RolloutWait:
                                  best_effort=True)  # fmt: skip
         events = self.api.optional(lambda: self.api.list_items("events", self.namespace, field_selector="type=Warning"),
                                    errors, best_effort=True)  # fmt: skip
-        blockers = rollout_blockers(self.daemonset, pods or [], events or [], current_hash)
+        blockers = rollout_blockers(self.daemonset, pods, events or [], current_hash)
         found = self.api.optional(lambda: [nodes_left_behind(self.api, self.daemonset)], errors, best_effort=True)
         if found and found[0] and found[0]["skipped"]:  # named first: no pod problem is theirs to fix
             blockers["unhealthy_nodes"] = found[0]["skipped"]
@@ -238,8 +246,9 @@ class RolloutWait:
                 f"the DaemonSet controller has not observed generation {self.status['generation']} (observed "
                 f"{self.status['observed_generation']}): is kube-controller-manager running?; " + blockers["summary"]
             )
-        if errors:
+        if errors:  # the summary says what it could not look at (a 403, or a server that stopped answering)
             blockers["errors"] = errors
+            blockers["summary"] += f" (not read: {'; '.join(error.split('. ')[0] for error in errors)})"
         return blockers
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import copy
+import datetime
 from functools import cache
 from pathlib import Path
 
@@ -380,3 +381,84 @@ def test_counters_match_the_controller_on_a_healthy_rollout():
     assert counts["desired"] == status["desiredNumberScheduled"]
     assert counts["updated"] == status["updatedNumberScheduled"]
     assert counts["available"] == status["numberAvailable"]
+
+
+# --- the whole gap: every node without an updated, available pod and every count the pods do not show -----------
+
+
+def test_outdated_pods_held_back_by_a_broken_pod_are_named_by_it():
+    x = load("bad_image")
+    old = sorted(
+        p["spec"]["nodeName"] for p in ds_pods(x) if "does-not-exist" not in p["spec"]["containers"][0]["image"]
+    )
+    findings = run(x)
+    broken = by_cause(findings)["broken_template"]
+    assert broken["evidence"]["holds_back"] == {"outdated": 2, "maxUnavailable": 1, "nodes": old}
+    assert "it holds back 2 outdated pods (maxUnavailable=1 used up)" in broken["summary"]
+    assert set(old).isdisjoint(broken["nodes"])  # nodes stay where the problem is (what a remediation acts on)
+    assert "unexplained" not in by_cause(findings)
+
+
+def test_a_count_the_pods_do_not_show_is_named():
+    """The controller's status says fewer pods are available than the pods show: kubectl would not call the rollout
+    complete, so neither may the diagnosis. Moments after the pods turned Ready the controller is about to count
+    them; long after, its status is stale (a controller that stopped writing it)."""
+    x = load("healthy")
+    x["daemonset"]["status"]["numberAvailable"] = 1
+    findings = run(x)
+    assert [f["cause"] for f in findings if f["severity"] != "info"] == ["rollout_in_progress"]
+    assert (
+        "the controller counts 1 available pods, the pods show 3"
+        in by_cause(findings)["rollout_in_progress"]["summary"]
+    )
+
+    x["server_time"] = _values.rfc3339(_values.parse_time(x["server_time"]) + datetime.timedelta(minutes=10))
+    findings = run(x)
+    assert not d.is_healthy(findings)
+    finding = by_cause(findings)["unexplained"]
+    assert "numberAvailable is 1 but the nodes and pods show 3" in finding["summary"]
+    assert finding["evidence"]["status_differences"] == {"numberAvailable": {"controller": 1, "seen": 3}}
+    assert "kube-controller-manager" in finding["suggested_action"]
+
+
+def test_without_revisions_an_incomplete_rollout_is_never_healthy():
+    """The revisions could not be read: updated pods cannot be told apart, yet the status says 1 of 3 updated."""
+    x = load("healthy")
+    x["daemonset"]["status"]["updatedNumberScheduled"] = 1
+    x["revisions"] = None
+    findings = run(x)
+    assert not d.is_healthy(findings)
+    assert (
+        "without the revisions, updated pods cannot be told from outdated ones"
+        in (by_cause(findings)["unexplained"]["summary"])
+    )
+
+
+def test_a_spec_not_observed_explains_every_node():
+    x = load("healthy")
+    x["daemonset"]["metadata"]["generation"] += 1
+    findings = run(x)
+    assert [f["cause"] for f in findings if f["severity"] != "info"] == ["spec_not_observed"]
+
+
+def test_a_missing_pod_no_event_explains_points_at_the_controller():
+    x = load("healthy")
+    gone = ds_pods(x)[0]
+    x["pods"] = [p for p in x["pods"] if p is not gone]
+    finding = by_cause(run(x))["pod_missing"]
+    assert finding["nodes"] == [gone["spec"]["nodeName"]]
+    assert finding["summary"].endswith(", and no event of the DaemonSet says why")
+    assert "kube-controller-manager" in finding["suggested_action"]
+
+
+def test_a_ready_node_still_tainted_not_ready_points_at_the_controller():
+    """A node added while kube-controller-manager is down keeps the not-ready taint admission gave it."""
+    x = load("healthy")
+    node = next(n for n in x["nodes"] if n["metadata"]["name"] == "kwok-worker-2")
+    node.setdefault("spec", {})["taints"] = [{"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}]
+    finding = by_cause(run(x))["node_not_ready"]
+    assert finding["nodes"] == ["kwok-worker-2"]
+    assert (
+        "1 of them Ready but still tainted not-ready/unreachable (is kube-controller-manager running?"
+        in (finding["summary"])
+    )

@@ -238,9 +238,61 @@ def test_blockers_ignore_foreign_pods_and_events() -> None:
 def test_blockers_missing_pods() -> None:
     ds = copy.deepcopy(load("complete")["ds"])
     ds["status"]["currentNumberScheduled"] = 1
-    result = _rollout.rollout_blockers(ds, [], [])
+    result = _rollout.rollout_blockers(ds, None, [])  # the pods could not be read: the status counts
     assert result["missing_pods"] == 2
     assert result["summary"] == "2 nodes of 3 without a pod yet"
+    assert result["controller_idle"] is False
+
+
+# --- a controller that does not act ------------------------------------------------------------------------------
+
+
+def long_after(fixture: dict) -> datetime.datetime:
+    """Well after every pod turned Ready: a running controller would have acted by then."""
+    return ready_since(fixture["pods"]) + datetime.timedelta(seconds=_rollout.AVAILABILITY_SLACK_SECONDS + 1)
+
+
+def test_outdated_pods_with_room_in_the_budget_name_an_idle_controller() -> None:
+    """Every pod available and outdated (the template changed, the status observed it): maxUnavailable=1 lets the
+    controller replace one at once; that it has not means it is not acting."""
+    fixture = load("complete")
+    result = _rollout.rollout_blockers(fixture["ds"], fixture["pods"], [], "another-hash", long_after(fixture))
+    assert result["controller_idle"] is True
+    assert result["summary"].startswith(
+        "the DaemonSet controller is not acting (3 outdated pods not replaced although maxUnavailable=1 leaves room): "
+        "is kube-controller-manager running?; 3 nodes with an outdated pod"
+    )
+    # just after a pod turned Ready the controller may still be about to act
+    now = ready_since(fixture["pods"])
+    assert (
+        _rollout.rollout_blockers(fixture["ds"], fixture["pods"], [], "another-hash", now)["controller_idle"] is False
+    )
+
+
+def test_no_room_in_the_budget_is_not_an_idle_controller() -> None:
+    fixture = load("bad-image")  # the new pod is unavailable: maxUnavailable=1 is used up
+    result = _rollout.rollout_blockers(fixture["ds"], fixture["pods"], [], fixture["hash"], long_after(fixture))
+    assert result["controller_idle"] is False
+    assert not result["summary"].startswith("the DaemonSet controller")
+
+
+def test_a_stale_status_does_not_hide_a_missing_pod() -> None:
+    """The status still counts 3 pods; one is gone and none is being created."""
+    fixture = load("complete")
+    pods = fixture["pods"][1:]
+    result = _rollout.rollout_blockers(fixture["ds"], pods, [], fixture["hash"], long_after(fixture))
+    assert result["missing_pods"] == 1
+    assert result["summary"] == (
+        "the DaemonSet controller is not acting (1 node without a pod, none being created): is "
+        "kube-controller-manager running?; 1 node of 3 without a pod yet"
+    )
+    # a Warning event of the DaemonSet (FailedCreate: quota, admission) says why instead
+    involved = {"kind": "DaemonSet", "name": NAME, "namespace": fixture["ds"]["metadata"]["namespace"]}
+    event = {"type": "Warning", "reason": "FailedCreate", "message": "exceeded quota", "involvedObject": involved,
+             "metadata": {"name": "e1"}, "lastTimestamp": "2026-11-27T07:50:00Z"}  # fmt: skip
+    result = _rollout.rollout_blockers(fixture["ds"], pods, [event], fixture["hash"], long_after(fixture))
+    assert result["controller_idle"] is False
+    assert result["summary"] == "1 node of 3 without a pod yet"
 
 
 def test_failure_messages() -> None:
