@@ -16,6 +16,7 @@ Obj = dict[str, t.Any]
 
 _DAEMONSETS, _REVISIONS = ("apps", "daemonsets"), ("apps", "controllerrevisions")
 _PODS, _EVENTS, _NODES = ("", "pods"), ("", "events"), ("", "nodes")
+_JOBS = ("batch", "jobs")
 
 
 def _rule(resource: tuple[str, str], *verbs: str) -> Obj:
@@ -62,6 +63,15 @@ RBAC_RULES: dict[str, dict[str, list[Obj]]] = {
     "ds_apply": {
         "required": [_rule(_DAEMONSETS, "get", "list", "watch", "create", "update", "patch")],
         "optional": [_rule(_DAEMONSETS, "delete"), _rule(_REVISIONS, "list"), _rule(_PODS, "list")],
+    },
+    # nodes and the pods of every namespace: a ClusterRole. The dry run needs patch (template, images, resources) or
+    # create and update (definition); the pre-pull writes only its own DaemonSet and owner Job.
+    "ds_preflight": {
+        "required": [_rule(_DAEMONSETS, "get", "patch"), {"apiGroups": [""], "resources": ["nodes", "pods"],
+                                                           "verbs": ["list"]}],
+        "with definition": [_rule(_DAEMONSETS, "create", "update")],
+        "with prepull": [_rule(_DAEMONSETS, "create", "list", "delete"), _rule(_PODS, "list", "watch")],
+        "optional": [_rule(_JOBS, "create", "get", "delete")],
     },
 }  # fmt: skip
 
