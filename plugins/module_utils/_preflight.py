@@ -245,6 +245,10 @@ def check_nodes(desired: Obj, live: Obj | None, nodes: list[Obj], pods: list[Obj
         name = node["metadata"]["name"]
         fit = pod_fit(needs, node, by_node.get(name, []), None if surge else old_pods.get(name))
         report[name] = {"fits": fit["fits"], "ready": not node_unhealthy(node), "pull": None}
+        if not report[name]["ready"]:  # the controller counts it, but its pod cannot become available now
+            findings.append(_finding(name, "node", WARNING, "NodeNotReady", f"node {name} is not ready: the DaemonSet "
+                                     "counts it, but its pod there cannot become available (nor pull images) until "
+                                     "it is"))  # fmt: skip
         if not fit["fits"]:
             room = "the new pod beside the old one (maxSurge > 0)" if surge and name in old_pods else "the pod"
             findings.append(_finding(name, "fit", ERROR, fit["reason"], f"node {name} has no room "
@@ -412,9 +416,10 @@ def pull_state(pod: Obj | None) -> Obj:
             return node_state(BLOCKED, reason, f"{image} was pulled, but the pre-pull command could not run in it "
                           f"({reason}: {detail or 'exit code ' + str((stopped or {}).get('exitCode'))}), so the images "
                           "after it were not tried: set prepull_command to one the image has", image)  # fmt: skip
-        return node_state(
-            PENDING, (waiting or {}).get("reason") or "Pulling", (waiting or {}).get("message") or "", image
-        )
+        reason = (waiting or {}).get("reason") or ("Pulling" if current else "Pending")
+        if reason == "ContainerCreating":  # what the kubelet reports while it pulls
+            reason = "Pulling"
+        return node_state(PENDING, reason, (waiting or {}).get("message") or "", image)
     for current in container_statuses(pod):  # the init containers are done: only the pause container is left
         waiting = (current.get("state") or {}).get("waiting") or {}
         if waiting.get("reason") in PULL_ERRORS:
@@ -458,8 +463,8 @@ def progress_line(what: str, states: dict[str, Obj], elapsed: float) -> str:
 
 
 def pull_findings(states: dict[str, Obj], timed_out: bool) -> list[Obj]:
-    """Failed pulls are errors; blocked ones (the image is there, later ones untried) and skipped nodes (NotReady:
-    nothing can be pulled there now) warnings; nodes still pending when the pre-pull had to stop, errors."""
+    """Failed pulls are errors, blocked ones (the image is there, later ones untried) warnings, nodes still pending
+    when the pre-pull had to stop errors. Skipped nodes (NotReady) have their own finding (``check_nodes``)."""
     findings = []
     for node in sorted(states, key=natural_key):
         state = states[node]
@@ -469,9 +474,6 @@ def pull_findings(states: dict[str, Obj], timed_out: bool) -> list[Obj]:
         elif state["state"] == BLOCKED:
             findings.append(_finding(node, "pull", WARNING, state["reason"], f"node {node}: {state['message']}",
                                      image=state["image"]))  # fmt: skip
-        elif state["state"] == SKIPPED:
-            findings.append(_finding(node, "pull", WARNING, "NodeNotReady", f"node {node} is not ready: its images "
-                                     "were not pre-pulled"))  # fmt: skip
         elif state["state"] == PENDING and timed_out:
             detail = f" ({state['reason']}: {state['message']})" if state["message"] else f" ({state['reason']})"
             findings.append(_finding(node, "pull", ERROR, "PullTimeout", f"node {node} had not pulled "
@@ -483,7 +485,7 @@ def pull_findings(states: dict[str, Obj], timed_out: bool) -> list[Obj]:
 # --- the verdict -----------------------------------------------------------------------------
 
 _CHECK_WORDS = {"fit": "pod does not fit", "taint": "untolerated taint", "image": "invalid image",
-                "pull": "image pull"}  # fmt: skip
+                "pull": "image pull", "node": "node"}  # fmt: skip
 
 
 def verdict(findings: list[Obj], what: str) -> tuple[bool, str]:
@@ -496,7 +498,8 @@ def verdict(findings: list[Obj], what: str) -> tuple[bool, str]:
     for (severity, check, reason), members in groups.items():
         nodes = [f["node"] for f in members if f["node"]]
         where = f" on {counted_names(nodes, limit=3)}" if nodes else ""
-        example = members[0]["message"] if not nodes or len(members) == 1 else reason
+        shown = sorted({x for f in members for x in [*f.get("taints", []), *([f["image"]] if f.get("image") else [])]})
+        example = members[0]["message"] if len(members) == 1 else reason + (f" ({preview(shown)})" if shown else "")
         parts.append(f"{severity}: {_CHECK_WORDS[check]}{where}: {example}")
     if not findings:
         return True, f"{what}: no problem found"
