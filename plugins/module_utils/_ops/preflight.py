@@ -71,7 +71,10 @@ def _desired(request: Request, api: Api) -> tuple[Obj | None, Obj]:
             return api.replace("daemonsets", namespace, name, target, dry_run=True)
 
         live, _target, desired = with_fresh_reads(
-            f"DaemonSet {namespace}/{name}", lambda: api.get("daemonsets", namespace, name), planned, dry_run
+            f"DaemonSet {namespace}/{name}",
+            lambda: api.get("daemonsets", namespace, name),
+            lambda live, _previous: planned(live, definition),
+            dry_run,
         )
         return live, desired
     namespace = params["namespace"] or "default"
