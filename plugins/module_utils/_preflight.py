@@ -324,9 +324,9 @@ def prepull_daemonset(desired: Obj, metadata: Obj, images: dict[str, str], comma
     runtime class. Nothing else is copied: not its labels (Services would send it traffic), pod affinity (it refers
     to the real pods' labels), priority (it must not preempt anything), volumes or probes."""
     source = desired["spec"]["template"].get("spec") or {}
-    spec: Obj = {key: source[key] for key in ("nodeSelector", "tolerations", "nodeName", "hostNetwork",
-                                               "serviceAccountName", "imagePullSecrets", "runtimeClassName")
-                 if source.get(key)}  # fmt: skip
+    copied = ("nodeSelector", "tolerations", "nodeName", "hostNetwork", "serviceAccountName", "imagePullSecrets",
+              "runtimeClassName")  # fmt: skip
+    spec: Obj = {key: source[key] for key in copied if source.get(key)}
     node_affinity = (source.get("affinity") or {}).get("nodeAffinity")
     if node_affinity:
         spec["affinity"] = {"nodeAffinity": node_affinity}
@@ -413,9 +413,10 @@ def pull_state(pod: Obj | None) -> Obj:
         if stopped or (waiting and waiting.get("reason") not in _NOT_YET):
             detail = (waiting or {}).get("message") or (stopped or {}).get("message") or (stopped or {}).get("reason")
             reason = (waiting or {}).get("reason") or (stopped or {}).get("reason") or "Error"
-            return node_state(BLOCKED, reason, f"{image} was pulled, but the pre-pull command could not run in it "
-                          f"({reason}: {detail or 'exit code ' + str((stopped or {}).get('exitCode'))}), so the images "
-                          "after it were not tried: set prepull_command to one the image has", image)  # fmt: skip
+            detail = detail or f"exit code {(stopped or {}).get('exitCode')}"
+            message = (f"{image} was pulled, but the pre-pull command could not run in it ({reason}: {detail}), so "
+                       "the images after it were not tried: set prepull_command to one the image has")  # fmt: skip
+            return node_state(BLOCKED, reason, message, image)
         reason = (waiting or {}).get("reason") or ("Pulling" if current else "Pending")
         if reason == "ContainerCreating":  # what the kubelet reports while it pulls
             reason = "Pulling"

@@ -67,8 +67,8 @@ RBAC_RULES: dict[str, dict[str, list[Obj]]] = {
     # nodes and the pods of every namespace: a ClusterRole. The dry run needs patch (template, images, resources) or
     # create and update (definition); the pre-pull writes only its own DaemonSet and owner Job.
     "ds_preflight": {
-        "required": [_rule(_DAEMONSETS, "get", "patch"), {"apiGroups": [""], "resources": ["nodes", "pods"],
-                                                           "verbs": ["list"]}],
+        "required": [_rule(_DAEMONSETS, "get", "patch"),
+                     {"apiGroups": [""], "resources": ["nodes", "pods"], "verbs": ["list"]}],
         "with definition": [_rule(_DAEMONSETS, "create", "update")],
         "with prepull": [_rule(_DAEMONSETS, "create", "list", "delete"), _rule(_PODS, "list", "watch")],
         "optional": [_rule(_JOBS, "create", "get", "delete")],

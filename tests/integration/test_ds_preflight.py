@@ -227,9 +227,9 @@ def start(kind: str, namespace: str, ansible_env: dict[str, str], tmp_path: Path
     ],
     ids=lambda value: value if isinstance(value, str) else getattr(value, "name", str(value)),
 )  # fmt: skip
-def test_an_interrupted_prepull_leaves_no_daemonset_behind(kubectl, namespace, rolled_out, ansible_env,
-                                                          installed_collection, tmp_path, eventually, kind, sig,
-                                                          within):  # fmt: skip
+def test_an_interrupted_prepull_leaves_no_daemonset_behind(
+    kubectl, namespace, rolled_out, ansible_env, installed_collection, tmp_path, eventually, kind, sig, within
+):
     live = rolled_out()
     proc = start(kind, namespace, ansible_env, tmp_path, 20 if sig == signal.SIGKILL else 120)
     try:
