@@ -178,10 +178,6 @@ def image_findings(images: t.Iterable[str]) -> list[Obj]:
 # --- placement and fit -----------------------------------------------------------------------
 
 
-def _shown(resource: str, value: float) -> str:
-    return format_quantity(resource, value)
-
-
 def pod_fit(needs: dict[str, float], node: Obj, pods: list[Obj], replaced: Obj | None) -> Obj:
     """``{fits, short, reason, message}``: NEEDS (``pod_requests``) against the node's allocatable minus what its
     unfinished PODS request, plus what REPLACED requests (the old daemon pod, deleted before the new one is created).
@@ -197,14 +193,16 @@ def pod_fit(needs: dict[str, float], node: Obj, pods: list[Obj], replaced: Obj |
         room, total = free.get(name, 0.0), allocatable.get(name, 0.0)
         if need <= 0 or need <= room + 1e-9 * max(1.0, need):  # quantities are floats: 0.1 + 0.2 is not 0.3
             continue
-        short[name] = _shown(name, need - room)
+        short[name] = format_quantity(name, need - room)
         if name == "pods":
             reasons.append("Too many pods")
-            details.append(f"Too many pods ({_shown(name, total - room)} of {_shown(name, total)} in use)")
+            details.append(f"Too many pods ({format_quantity(name, total - room)} of {format_quantity(name, total)} "
+                           "in use)")  # fmt: skip
         else:
             reasons.append(f"Insufficient {name}")
-            details.append(f"Insufficient {name} (needs {_shown(name, need)}, {_shown(name, max(room, 0.0))} free of "
-                           f"{_shown(name, total)} allocatable)")  # fmt: skip
+            details.append(f"Insufficient {name} (needs {format_quantity(name, need)}, "
+                           f"{format_quantity(name, max(room, 0.0))} free of {format_quantity(name, total)} "
+                           "allocatable)")  # fmt: skip
     return {"fits": not short, "short": short, "reason": ", ".join(reasons), "message": "; ".join(details)}
 
 
@@ -223,6 +221,27 @@ def _by_node(pods: t.Iterable[Obj]) -> dict[str, list[Obj]]:
     return grouped
 
 
+def _old_pods(live: Obj | None, pods: list[Obj]) -> dict[str, Obj]:
+    """Node -> the live DaemonSet's pod bound there (not being deleted): what a rollout without surge replaces."""
+    if live is None:
+        return {}
+    owned = (pod for pod in owned_by(live, pods) if not pod_terminating(pod))
+    return {pod["spec"]["nodeName"]: pod for pod in owned if (pod.get("spec") or {}).get("nodeName")}
+
+
+def _target_findings(name: str, fit: Obj, ready: bool, beside: bool) -> list[Obj]:
+    findings = []
+    if not ready:  # the controller counts it, but its pod cannot become available now
+        findings.append(_finding(name, "node", WARNING, "NodeNotReady", f"node {name} is not ready: the DaemonSet "
+                                 "counts it, but its pod there cannot become available (nor pull images) until it "
+                                 "is"))  # fmt: skip
+    if not fit["fits"]:
+        room = "the new pod beside the old one (maxSurge > 0)" if beside else "the pod"
+        findings.append(_finding(name, "fit", ERROR, fit["reason"], f"node {name} has no room for {room}: "
+                                 f"{fit['message']}", short=fit["short"]))  # fmt: skip
+    return findings
+
+
 def check_nodes(desired: Obj, live: Obj | None, nodes: list[Obj], pods: list[Obj]) -> Obj:
     """The fit and taint checks of DESIRED (the DaemonSet as it would be) on NODES, given the cluster's unfinished
     PODS and the LIVE DaemonSet (None: not deployed yet): ``{targets, nodes, findings, summary}``.
@@ -231,42 +250,30 @@ def check_nodes(desired: Obj, live: Obj | None, nodes: list[Obj], pods: list[Obj
     only counted (the controller ignores them too). A node it picks but whose NoSchedule/NoExecute taint it does
     not tolerate is a finding: an error when the live DaemonSet runs there (the change takes the node's pod away),
     else a warning."""
-    by_node = _by_node(pods)
-    old_pods = {pod["spec"]["nodeName"]: pod for pod in owned_by(live, pods) if pod.get("spec", {}).get("nodeName")
-                and not pod_terminating(pod)} if live else {}  # fmt: skip
+    by_node, old_pods = _by_node(pods), _old_pods(live, pods)
+    nodes = sorted(nodes, key=lambda node: natural_key(node["metadata"]["name"]))
     placements = {node["metadata"]["name"]: node_placement(desired, node) for node in nodes}
-    targets = sorted((n for n in nodes if placements[n["metadata"]["name"]]["should_run"]),
-                     key=lambda n: natural_key(n["metadata"]["name"]))  # fmt: skip
-    surge = surges(desired, len(targets))
-    needs = pod_requests(desired["spec"]["template"])
+    targets = [node for node in nodes if placements[node["metadata"]["name"]]["should_run"]]
+    surge, needs = surges(desired, len(targets)), pod_requests(desired["spec"]["template"])
     findings: list[Obj] = []
     report: dict[str, Obj] = {}
     for node in targets:
         name = node["metadata"]["name"]
         fit = pod_fit(needs, node, by_node.get(name, []), None if surge else old_pods.get(name))
         report[name] = {"fits": fit["fits"], "ready": not node_unhealthy(node), "pull": None}
-        if not report[name]["ready"]:  # the controller counts it, but its pod cannot become available now
-            findings.append(_finding(name, "node", WARNING, "NodeNotReady", f"node {name} is not ready: the DaemonSet "
-                                     "counts it, but its pod there cannot become available (nor pull images) until "
-                                     "it is"))  # fmt: skip
-        if not fit["fits"]:
-            room = "the new pod beside the old one (maxSurge > 0)" if surge and name in old_pods else "the pod"
-            findings.append(_finding(name, "fit", ERROR, fit["reason"], f"node {name} has no room "
-                                     f"for {room}: {fit['message']}", short=fit["short"]))  # fmt: skip
-    untolerated = 0
-    for node in sorted(nodes, key=lambda n: natural_key(n["metadata"]["name"])):
-        name, placement = node["metadata"]["name"], placements[node["metadata"]["name"]]
-        if placement["selector_match"] and placement["taints"]:
-            untolerated += 1
-            findings.append(_taint_finding(name, placement["taints"], live is not None
-                                           and node_placement(live, node)["should_run"]))  # fmt: skip
+        findings += _target_findings(name, fit, report[name]["ready"], surge and name in old_pods)
+    tainted = [node for node in nodes if placements[node["metadata"]["name"]]["selector_match"]
+               and placements[node["metadata"]["name"]]["taints"]]  # fmt: skip
+    for node in tainted:
+        runs_now = live is not None and node_placement(live, node)["should_run"]
+        findings.append(_taint_finding(node["metadata"]["name"], placements[node["metadata"]["name"]]["taints"],
+                                       runs_now))  # fmt: skip
     selected = sum(1 for placement in placements.values() if placement["selector_match"])
+    fitting = sum(1 for entry in report.values() if entry["fits"])
     summary = {"nodes": len(nodes), "targets": len(targets), "not_selected": len(nodes) - selected,
-               "untolerated": untolerated, "fit": sum(1 for r in report.values() if r["fits"]),
-               "no_fit": sum(1 for r in report.values() if not r["fits"]),
-               "not_ready": sum(1 for r in report.values() if not r["ready"]), "surge": surge}  # fmt: skip
-    return {"targets": [n["metadata"]["name"] for n in targets], "nodes": report, "findings": findings,
-            "summary": summary}  # fmt: skip
+               "untolerated": len(tainted), "fit": fitting, "no_fit": len(targets) - fitting,
+               "not_ready": sum(1 for entry in report.values() if not entry["ready"]), "surge": surge}  # fmt: skip
+    return {"targets": list(report), "nodes": report, "findings": findings, "summary": summary}
 
 
 def _taint_finding(node: str, taints: list[Obj], runs_now: bool) -> Obj:

@@ -69,6 +69,17 @@ class Request:
         self.warnings.append(message)
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether process PID of this host runs (another user's counts as running)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class SignalGuard:
     """While inside, SIGINT, SIGTERM and SIGHUP raise Interrupted where the run is, so its ``finally`` blocks clean up
     what it created; inside ``shielded()`` (the clean-up itself) they are only recorded. On leaving, the previous

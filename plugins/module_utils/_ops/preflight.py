@@ -26,8 +26,8 @@ from __future__ import annotations
 import os
 import socket
 import time
-import typing as t
 import uuid
+from datetime import datetime
 
 from ansible_collections.kubeops.daemonset.plugins.module_utils import _preflight
 from ansible_collections.kubeops.daemonset.plugins.module_utils._apply import planned
@@ -36,7 +36,7 @@ from ansible_collections.kubeops.daemonset.plugins.module_utils._manifest import
 from ansible_collections.kubeops.daemonset.plugins.module_utils._objects import Obj, labels, pod_target_node
 from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.update import requested_patch
 from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.write import with_fresh_reads
-from ansible_collections.kubeops.daemonset.plugins.module_utils._runner import Request, SignalGuard
+from ansible_collections.kubeops.daemonset.plugins.module_utils._runner import Request, SignalGuard, pid_alive
 from ansible_collections.kubeops.daemonset.plugins.module_utils._values import (
     http_date_time,
     plural,
@@ -100,15 +100,7 @@ def _holder_gone(holder: str) -> bool:
     host, _slash, pid = holder.rpartition("/")
     if host != socket.gethostname() or not pid.isdigit():
         return False
-    if int(pid) == os.getpid():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # another user's process: alive
-        return False
-    return False
+    return int(pid) == os.getpid() or not pid_alive(int(pid))
 
 
 class PrePull:
@@ -132,7 +124,8 @@ class PrePull:
         self.began = time.monotonic()
         self.said_at, self.said = 0.0, ""
 
-    def server_now(self) -> t.Any:
+    def server_now(self) -> datetime:
+        """The API server's clock (the Date of its last answer): expiries are compared with it, not with ours."""
         return http_date_time(self.api.server_date) or utcnow()
 
     def run(self) -> Obj:
