@@ -15,6 +15,7 @@ Floor 2 (I/O).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import typing as t
@@ -42,6 +43,7 @@ _RESOURCES = {
     "configmaps": ("/api/v1", True),
     "secrets": ("/api/v1", True),
     "leases": ("/apis/coordination.k8s.io/v1", True),
+    "jobs": ("/apis/batch/v1", True),
 }
 STRATEGIC_MERGE = "application/strategic-merge-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
@@ -123,6 +125,17 @@ class Api:
         reason = self._stop() if self._stop else None
         if reason:
             raise Interrupted(reason)
+
+    @contextlib.contextmanager
+    def unstoppable(self, seconds: float = REQUEST_TIMEOUT) -> t.Iterator[None]:
+        """Requests made inside go out even when the run has been told to stop, within SECONDS of their own: the
+        clean-up of what the run created must not be cut short by the stop that ended the run."""
+        stop, deadline = self._stop, self.deadline
+        self._stop, self.deadline = None, time.monotonic() + seconds - DEADLINE_MARGIN
+        try:
+            yield
+        finally:
+            self._stop, self.deadline = stop, deadline
 
     def _request(self, method: str, verb: str, resource: str, namespace: str | None, name: str | None = None,
                  query: Obj | None = None, body: t.Any = None, content_type: str | None = None,
@@ -253,9 +266,10 @@ class Api:
         }
         self._request("POST", "create", "pods/eviction", namespace, name, body=body, content_type="application/json")
 
-    def watch(self, resource: str, namespace: str, name: str, resource_version: str,
-              timeout_seconds: float) -> t.Iterator[Obj]:  # fmt: skip
-        """Watch events (``{"type", "object"}``) of one object from RESOURCE_VERSION.
+    def watch(self, resource: str, namespace: str, name: str | None, resource_version: str,
+              timeout_seconds: float, label_selector: str | None = None) -> t.Iterator[Obj]:  # fmt: skip
+        """Watch events (``{"type", "object"}``) of one object (NAME; None: those LABEL_SELECTOR selects) from
+        RESOURCE_VERSION.
 
         The server ends the stream after TIMEOUT_SECONDS; each read gives up a little later, so a dead or
         frozen server cannot hang the caller. ``ERROR`` events (410 Gone ...) are yielded for the caller to
@@ -264,8 +278,9 @@ class Api:
         self._check_stop()
         self.calls += 1
         seconds = max(1, int(min(timeout_seconds, MAX_WATCH_SECONDS)))
-        query = {"watch": True, "fieldSelector": f"metadata.name={name}", "resourceVersion": resource_version,
-                 "allowWatchBookmarks": True, "timeoutSeconds": seconds}  # fmt: skip
+        query = {"watch": True, "fieldSelector": f"metadata.name={name}" if name else None,
+                 "labelSelector": label_selector, "resourceVersion": resource_version, "allowWatchBookmarks": True,
+                 "timeoutSeconds": seconds}  # fmt: skip
         try:
             for line in self._transport.stream(self.path(resource, namespace), query, self.timeout(seconds + 5)):
                 if isinstance(line, _transport.Response):

@@ -16,6 +16,7 @@ Obj = dict[str, t.Any]
 
 _DAEMONSETS, _REVISIONS = ("apps", "daemonsets"), ("apps", "controllerrevisions")
 _PODS, _EVENTS, _NODES = ("", "pods"), ("", "events"), ("", "nodes")
+_JOBS = ("batch", "jobs")
 
 
 def _rule(resource: tuple[str, str], *verbs: str) -> Obj:
@@ -68,6 +69,15 @@ RBAC_RULES: dict[str, dict[str, list[Obj]]] = {
         "with state=absent": [_rule(_DAEMONSETS, "delete"), _rule(_PODS, "list")],  # list: waiting for the pods to go
         "optional": [_rule(_REVISIONS, "list"), _rule(_EVENTS, "list"), _rule(_NODES, "list")],
     },
+    # nodes and the pods of every namespace: a ClusterRole. The dry run needs patch (template, images, resources) or
+    # create and update (definition); the pre-pull writes only its own DaemonSet and owner Job.
+    "ds_preflight": {
+        "required": [_rule(_DAEMONSETS, "get", "patch"),
+                     {"apiGroups": [""], "resources": ["nodes", "pods"], "verbs": ["list"]}],
+        "with definition": [_rule(_DAEMONSETS, "create", "update")],
+        "with prepull": [_rule(_DAEMONSETS, "create", "list", "delete"), _rule(_PODS, "list", "watch")],
+        "optional": [_rule(_JOBS, "create", "get", "delete")],
+    },
 }  # fmt: skip
 
 # The shipped RBAC (docs/rbac/USE.yaml): the modules of each use, and the resources it grants cluster-wide (a
@@ -78,6 +88,7 @@ USES: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {
     "rollback": (("ds_history", "ds_undo"), (_NODES,)),
     "troubleshoot": (("ds_diagnose",), (_NODES, _PODS, _EVICTION, _LEASES)),
     "batch-rollout": (("ds_batch_rollout",), (_NODES,)),
+    "preflight": (("ds_preflight",), (_NODES, _PODS)),  # the pods of every namespace on each node: room left
 }
 
 

@@ -14,11 +14,20 @@ Floor 2.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import signal
+import threading
 import typing as t
 
-from ansible_collections.kubeops.daemonset.plugins.module_utils._client import Api, ClientMissing, K8sError, connect
+from ansible_collections.kubeops.daemonset.plugins.module_utils._client import (
+    Api,
+    ClientMissing,
+    Interrupted,
+    K8sError,
+    connect,
+)
 from ansible_collections.kubeops.daemonset.plugins.module_utils._manifest import int_or_percent
 from ansible_collections.kubeops.daemonset.plugins.module_utils._objects import (
     RequestError,
@@ -73,6 +82,58 @@ class Request:
 
     def warn(self, message: str) -> None:
         self.warnings.append(message)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process PID of this host runs (another user's counts as running)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class SignalGuard:
+    """While inside, SIGINT, SIGTERM and SIGHUP raise Interrupted where the run is, so its ``finally`` blocks clean up
+    what it created; inside ``shielded()`` (the clean-up itself) they are only recorded. On leaving, the previous
+    handlers are back and the first signal is delivered again, so the process then ends the way it would have.
+
+    Ansible's worker processes end at once on these signals (``os._exit``, no ``finally``): ansible-playbook sends
+    them to its workers when it is interrupted (Ctrl-C) or terminated, a worker to its module processes when it
+    ends. Only the main thread can receive signals: elsewhere the guard does nothing."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+        self._shielded = False
+        self._previous: dict[int, t.Any] = {}
+
+    def _handle(self, signum: int, _frame: t.Any) -> None:
+        self.received.append(signum)
+        if not self._shielded and len(self.received) == 1:
+            raise Interrupted(f"stopped by {signal.Signals(signum).name}")
+
+    @contextlib.contextmanager
+    def shielded(self) -> t.Iterator[None]:
+        self._shielded = True
+        try:
+            yield
+        finally:
+            self._shielded = False
+
+    def __enter__(self) -> SignalGuard:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {signum: signal.signal(signum, self._handle) for signum in self.SIGNALS}
+        return self
+
+    def __exit__(self, *_exc: t.Any) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        if self.received:
+            os.kill(os.getpid(), self.received[0])
 
 
 class OperationFailed(K8sError):

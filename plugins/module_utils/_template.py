@@ -129,6 +129,17 @@ def template_patch(
     return {"spec": spec}
 
 
+def check_container_changes(images: dict[str, t.Any] | None, resources: dict[str, t.Any] | None) -> None:
+    """RequestError for an ``images`` value that is no image reference or a ``resources`` value that is no mapping
+    (the options of ds_update and ds_preflight), before anything is read."""
+    for container, image in (images or {}).items():
+        if not isinstance(image, str) or not image.strip() or any(c.isspace() for c in image):
+            raise RequestError(f"images: container {container} needs an image reference (got {image!r})")
+    for container, value in (resources or {}).items():
+        if not isinstance(value, dict):
+            raise RequestError(f"resources: container {container} needs a resources mapping (got {value!r})")
+
+
 def restart_patch(stamp: str, extra_annotations: dict[str, str] | None = None) -> Obj:
     """The ``spec.template`` patch of ``kubectl rollout restart``: the restartedAt annotation (plus EXTRA)."""
     return {"metadata": {"annotations": {RESTARTED_AT: stamp, **(extra_annotations or {})}}}

@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""Following one object until a condition holds, and polling until one does.
+"""Following one object until a condition holds, following a set of objects, and polling until a condition holds.
 
 ``watch_until`` is an informer for one object: LIST with ``fieldSelector=metadata.name=NAME`` (which gives a
 resourceVersion even when the object is missing), then WATCH from that resourceVersion. A watch the server ends
@@ -86,6 +86,63 @@ def _follow(api: Api, resource: str, namespace: str, name: str, resource_version
         if clock() >= deadline() or deadline() < watch_end - 1:
             break  # over, or the deadline moved earlier: watch again with less time
     return False, resource_version
+
+
+def watch_list(
+    api: Api,
+    resource: str,
+    namespace: str,
+    label_selector: str,
+    handle: t.Callable[[str, Obj], None],
+    done: t.Callable[[], bool],
+    deadline: float,
+    window: float,
+    tick: t.Callable[[], None] = lambda: None,
+    clock: t.Callable[[], float] = time.monotonic,
+) -> bool:
+    """An informer for the objects LABEL_SELECTOR selects: LIST them (HANDLE gets ``("SYNC", the List object)``),
+    then WATCH from its resourceVersion (HANDLE gets each ``(type, object)`` but bookmarks), until DONE() (then
+    True) or ``clock()`` passes DEADLINE (then False).
+
+    A watch request lasts at most WINDOW seconds, so TICK (progress lines) runs at least that often and a request
+    to stop (``Api``'s stop) is noticed that soon. ERROR events (410 Gone) and transient failures re-list; a
+    transient failure that lasts until the deadline is raised, other errors at once. Requests depend on time and
+    events, not on how many objects there are.
+    """
+    resource_version: str | None = None
+    last_error: K8sError | None = None
+    while clock() < deadline:
+        api.deadline = deadline
+        try:
+            if resource_version is None:
+                listed = api.list_objects(resource, namespace, label_selector)
+                last_error = None
+                handle("SYNC", listed)
+                resource_version = listed["metadata"]["resourceVersion"]
+            if done():
+                return True
+            seconds = math.ceil(max(1.0, min(window, deadline - clock())))
+            for event in api.watch(resource, namespace, None, resource_version, seconds, label_selector):
+                if event["type"] == "ERROR":
+                    resource_version = None
+                    break
+                resource_version = event["object"]["metadata"]["resourceVersion"]
+                if event["type"] != "BOOKMARK":
+                    handle(event["type"], event["object"])
+                    if done():
+                        return True
+                tick()
+                if clock() >= deadline:
+                    break
+        except K8sError as exc:
+            if not exc.transient:
+                raise
+            last_error, resource_version = exc, None
+            time.sleep(max(0.0, min(RETRY_SECONDS, deadline - clock())))
+        tick()
+    if last_error is not None:
+        raise last_error
+    return done()
 
 
 def poll(check: t.Callable[[], t.Any], deadline: float, interval: float,

@@ -161,7 +161,6 @@ diff:
 
 import typing as t
 
-from ansible_collections.kubeops.daemonset.plugins.module_utils._objects import RequestError
 from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.update import update
 from ansible_collections.kubeops.daemonset.plugins.module_utils._runner import (
     DAEMONSET_ARG_SPEC,
@@ -170,6 +169,7 @@ from ansible_collections.kubeops.daemonset.plugins.module_utils._runner import (
     check_wait,
     run_module,
 )
+from ansible_collections.kubeops.daemonset.plugins.module_utils._template import check_container_changes
 
 ARGUMENT_SPEC = {
     **DAEMONSET_ARG_SPEC,
@@ -189,12 +189,7 @@ SPEC_RULES = {
 
 def check(params: dict[str, t.Any]) -> None:
     check_wait(params)
-    for container, image in (params["images"] or {}).items():
-        if not isinstance(image, str) or not image.strip() or any(c.isspace() for c in image):
-            raise RequestError(f"images: container {container} needs an image reference (got {image!r})")
-    for container, resources in (params["resources"] or {}).items():
-        if not isinstance(resources, dict):
-            raise RequestError(f"resources: container {container} needs a resources mapping (got {resources!r})")
+    check_container_changes(params["images"], params["resources"])
 
 
 run = update  # what main() and the action (plugins/action/ds_update.py) call

@@ -81,6 +81,15 @@ def test_batch_rollout(run_module, kubectl, seeded, service_accounts):
     assert image(kubectl, seeded) == V2_IMAGE
 
 
+def test_update_role_with_prepull(run_playbook, kubectl, seeded, service_accounts):
+    """The update role's pre-pull under the update and preflight uses together, as docs/rbac/preflight.yaml says."""
+    extra = {"daemonset_namespace": seeded, "update_images": {NAME: V2_IMAGE}, "update_prepull": True,
+             "k8s_auth_kubeconfig": service_accounts.for_use("update", "preflight")}  # fmt: skip
+    succeeded(run_playbook("kubeops.daemonset.update", extra))
+    assert image(kubectl, seeded) == V2_IMAGE
+    assert kubectl("get", "ds,jobs", "-o", "name", namespace=seeded).stdout.split() == [f"daemonset.apps/{NAME}"]
+
+
 # --- one verb less: the forbidden error names it -------------------------------------------------
 
 # (use, the verb taken away, its resource, the task: a module with its options or a playbook with its variables);
@@ -100,6 +109,8 @@ WITHOUT: list[tuple[str, str, str, str, dict[str, t.Any]]] = [
     ("batch-rollout", "list", "nodes", "ds_batch_rollout", {"images": {NAME: V2_IMAGE}}),
     ("batch-rollout", "list", "pods", "ds_batch_rollout", {"images": {NAME: V2_IMAGE}}),
     ("batch-rollout", "delete", "pods", "ds_batch_rollout", {"images": {NAME: V2_IMAGE}}),
+    ("preflight", "list", "nodes", "ds_preflight", {"images": {NAME: V2_IMAGE}}),
+    ("preflight", "create", "daemonsets", "ds_preflight", {"images": {NAME: V2_IMAGE}, "prepull": True}),
     ("update", "watch", "daemonsets", "playbook:deploy", {"daemonset_name": "fresh"}),  # last: it writes
 ]
 WRITES_FIRST = ("update", "watch", "daemonsets")

@@ -34,7 +34,7 @@ from ansible_collections.kubeops.daemonset.plugins.module_utils._objects import 
 from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.read import daemonset_and_revisions, pods_of
 from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.write import check_owners
 from ansible_collections.kubeops.daemonset.plugins.module_utils._placement import eligible_nodes
-from ansible_collections.kubeops.daemonset.plugins.module_utils._runner import OperationFailed, Request
+from ansible_collections.kubeops.daemonset.plugins.module_utils._runner import OperationFailed, Request, pid_alive
 from ansible_collections.kubeops.daemonset.plugins.module_utils._template import (
     pod_template_of,
     template_patch,
@@ -61,16 +61,6 @@ class GateFailed(Exception):
     def __init__(self, batch: Obj, reasons: list[str]) -> None:
         super().__init__("; ".join(reasons))
         self.batch, self.reasons = batch, reasons
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process: alive
-        return True
-    return True
 
 
 class BatchRollout:
@@ -123,7 +113,7 @@ class BatchRollout:
         daemonset, revisions = self.read()
         state = _batch.read_state(daemonset)
         in_progress = state is not None
-        busy = _batch.active_owner(state or {}, self.me, socket.gethostname(), utcnow(), _pid_alive)
+        busy = _batch.active_owner(state or {}, self.me, socket.gethostname(), utcnow(), pid_alive)
         if busy:
             raise RequestError(
                 f"another batch rollout of it is running (on {busy.get('host')}, process {busy.get('pid')}, claim "

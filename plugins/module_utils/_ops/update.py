@@ -44,7 +44,7 @@ from ansible_collections.kubeops.daemonset.plugins.module_utils._template import
 from ansible_collections.kubeops.daemonset.plugins.module_utils._values import rfc3339, utcnow
 
 
-def _patch(request: Request, live_template: Obj) -> Obj:
+def requested_patch(request: Request, live_template: Obj) -> Obj:
     """The strategic-merge patch asked for (TemplateError before anything is written)."""
     params = request.params
     template = None
@@ -56,7 +56,7 @@ def _patch(request: Request, live_template: Obj) -> Obj:
     spec_template = template_patch(live_template, template=template, images=params["images"],
                                    resources=params["resources"])  # fmt: skip
     patch: Obj = {"spec": {"template": spec_template}}
-    if params["change_cause"]:
+    if params.get("change_cause"):  # ds_preflight builds the same patch, without one
         patch["metadata"] = {"annotations": {CHANGE_CAUSE: params["change_cause"]}}
     return patch
 
@@ -114,7 +114,7 @@ def change_template(request: Request, api: Api, patch_for: Patcher, action: str,
 
 def update(request: Request, api: Api) -> Obj:
     """What ds_update returns (see its RETURN)."""
-    return change_template(request, api, lambda daemonset: _patch(request, daemonset["spec"]["template"]),
+    return change_template(request, api, lambda daemonset: requested_patch(request, daemonset["spec"]["template"]),
                            "an update", "updated", "unchanged (the template asked for is live)")  # fmt: skip
 
 
