@@ -30,8 +30,8 @@ options:
         as V(5%), rounded down so that it never allows more than it says.
       - Such nodes block a rollout for good - their old pod stays Terminating until the node returns - or the
         controller drops them and C(kubectl rollout status) reports success while they run no pod. Within the budget
-        they are set apart, named in the progress lines, in RV(skipped_nodes) and in a warning, and the rollout counts
-        as done once every healthy target node runs an updated, available pod.
+        they are set apart, named in the progress lines, in the wait's C(skipped_nodes) and in a warning, and the
+        rollout counts as done once every healthy target node runs an updated, available pod.
       - Over the budget the rollout is not done; when the wait runs out, the failure names those nodes first.
       - V(0) (the default) leaves no node behind, not even one the controller dropped. Only a compact table of the
         nodes is read while they are all healthy (RBAC C(list) on C(nodes)); without it the nodes are not checked,

@@ -112,6 +112,8 @@ options:
     default: 120
 extends_documentation_fragment:
   - kubernetes.core.k8s_auth_options
+  - kubeops.daemonset._wait
+  - kubeops.daemonset._wait.node_budget
   - kubeops.daemonset._attributes
   - kubeops.daemonset._attributes.actiongroup
 attributes:

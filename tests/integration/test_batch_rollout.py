@@ -260,8 +260,8 @@ def test_dead_nodes_are_left_out_within_the_budget_and_refused_over_it(
     assert refused["failed"] and dead in refused["msg"] and "over unhealthy_node_budget=0" in refused["msg"]
     assert daemonset(kubectl, namespace)["metadata"]["resourceVersion"] == before
 
-    done = run_module("ds_batch_rollout", args(namespace, images={CONTAINER: GOOD}, batches=["100%"],
-                                                unhealthy_node_budget="25%"))  # fmt: skip
+    within = args(namespace, images={CONTAINER: GOOD}, batches=["100%"], unhealthy_node_budget="25%")
+    done = run_module("ds_batch_rollout", within)
     assert done["outcome"] == "complete", done.get("msg")
     assert [(s["node"], s["trouble"]) for s in done["skipped_nodes"]] == [(dead, "NotReady")]
     assert any(dead in warning for warning in done["warnings"])

@@ -111,9 +111,9 @@ def test_two_plays_updating_at_once_lose_no_change(start_playbook, kubectl, name
     wait_rollout(namespace)
 
 
-def test_another_writer_during_the_update_roles_wait_is_not_rolled_back(start_playbook, kubectl, namespace,
-                                                                         seed_daemonset, apply_manifest,
-                                                                         wait_rollout):  # fmt: skip
+def test_another_writer_during_the_update_roles_wait_is_not_rolled_back(
+    start_playbook, kubectl, namespace, seed_daemonset, apply_manifest, wait_rollout
+):
     apply_manifest(seed_daemonset(namespace, min_ready_seconds=3, change_cause="v1"))
     wait_rollout(namespace)
     extra = {"daemonset_namespace": namespace, "update_images": {CONTAINER: V3_IMAGE}, "update_change_cause": "v3",

@@ -414,8 +414,11 @@ def test_rollout_leaves_a_stopped_node_behind_within_its_budget(
     healthy = test_node(cpu="2", memory="8Gi", pods="110")
     rolled_out(node, also=(healthy,))
     kubelet.stop()
-    assert eventually(lambda: condition(json.loads(kubectl("get", "node", node.name, "-o", "json").stdout),
-                                         "Ready") == "Unknown", 90)  # fmt: skip
+
+    def readiness() -> str | None:
+        return condition(json.loads(kubectl("get", "node", node.name, "-o", "json").stdout), "Ready")
+
+    assert eventually(lambda: readiness() == "Unknown", 90)
     kubectl("set", "env", f"ds/{NAME}", "AGENT_VERSION=2", namespace=namespace)
 
     held = run_module("ds_rollout_wait", wait_args(namespace, timeout=30))
