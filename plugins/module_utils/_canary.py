@@ -177,12 +177,17 @@ _LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
-def check_label_key(key: str, option: str = "topology_key") -> None:
-    """RequestError unless KEY is a label key the API accepts (``[prefix/]name``)."""
+def check_topology(key: str, specs: list[Obj]) -> None:
+    """RequestError unless KEY is a label key the API accepts (``[prefix/]name``) and the first batch of SPECS
+    can be spread (a count or a percentage: a selector batch takes its pool as it is)."""
     prefix, _slash, name = key.rpartition("/")
     if not _LABEL_NAME.match(name) or (prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix))):
-        raise RequestError(f"{option} {key!r} is not a label key: an optional DNS prefix and '/', then at most 63 "
-                           "letters, digits, '-', '_' or '.', for example topology.kubernetes.io/zone")  # fmt: skip
+        raise RequestError(f"topology_key {key!r} is not a label key: an optional DNS prefix and '/', then at most "
+                           "63 letters, digits, '-', '_' or '.', for example topology.kubernetes.io/zone")  # fmt: skip
+    if specs[0]["kind"] == "selector":
+        raise RequestError(f"topology_key {key!r} spreads the first batch over every value of the label, but "
+                           f"batch 1 is a {specs[0]['label']}: give a count or a percentage first, or drop "
+                           "topology_key")  # fmt: skip
 
 
 def topology_groups(nodes: t.Iterable[Obj], key: str) -> dict[str, list[Obj]]:
@@ -200,18 +205,15 @@ def spread(specs: list[Obj], nodes: list[Obj], key: str | None) -> tuple[list[Ob
     Nodes are interleaved over their groups: first one node of each group, then each group in proportion to its
     size (node I of a group of N comes at I/N), so every count or percentage batch is spread; the first batch
     takes at least one node of each group (``at_least``). Nodes without the label form one group of their own.
-    RequestError when no eligible node has the label (a misspelt key) or the first batch is a selector."""
+    RequestError when no eligible node has the label (a misspelt key), or as ``check_topology``."""
     if key is None or not nodes:
         return specs, nodes
+    check_topology(key, specs)
     groups = topology_groups(nodes, key)
     if list(groups) == [NO_LABEL]:
         present = sorted({name for node in nodes for name in labels(node)})
         raise RequestError(f"topology_key {key!r}: none of the {plural(len(nodes), 'eligible node')} has this label "
                            f"(their labels: {preview(present, 12)})")  # fmt: skip
-    if specs[0]["kind"] == "selector":
-        raise RequestError(f"topology_key {key!r} spreads the first batch over every value of the label, but "
-                           f"batch 1 is a {specs[0]['label']}: give a count or a percentage first, or drop "
-                           "topology_key")  # fmt: skip
     ranked = [
         (position / len(members), group, position, node)
         for group, members in enumerate(groups.values())

@@ -403,7 +403,7 @@ import typing as t
 import urllib.parse
 
 from ansible_collections.kubeops.daemonset.plugins.module_utils._batch import parse_batches
-from ansible_collections.kubeops.daemonset.plugins.module_utils._canary import check_label_key
+from ansible_collections.kubeops.daemonset.plugins.module_utils._canary import check_topology
 from ansible_collections.kubeops.daemonset.plugins.module_utils._objects import RequestError
 from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.batch import batch_rollout
 from ansible_collections.kubeops.daemonset.plugins.module_utils._runner import (
@@ -439,9 +439,9 @@ SPEC_RULES = {"mutually_exclusive": [("template", "images")]}
 def check(params: dict[str, t.Any]) -> None:
     at_least(params, 0, "min_available_seconds", "batch_timeout", "pause_seconds", "restart_budget", "bake_seconds")
     at_least(params, 1, "max_batches", "max_in_flight")
-    parse_batches(params["batches"])
+    specs = parse_batches(params["batches"])
     if params["topology_key"] is not None:
-        check_label_key(params["topology_key"])
+        check_topology(params["topology_key"], specs)
     url = urllib.parse.urlsplit(params["gate_url"] or "")
     if params["gate_url"] is not None and (url.scheme not in ("http", "https") or not url.netloc):
         raise RequestError(f"gate_url must be an http:// or https:// URL (got {params['gate_url']!r})")
