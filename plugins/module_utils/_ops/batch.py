@@ -305,16 +305,17 @@ class BatchRollout:
             return _canary.pause_left(progress, self.params["pause_seconds"], self.server_now())
         if not updated:
             return 0.0
+        started = time.monotonic()
         if phase == _canary.BAKE:
             self.say(
                 f"continuing the bake of batch {progress['batch']} ({progress['spec']}) started {progress['started']}"
             )
-            self.bake(daemonset, check, updated, target_hash, state, time.monotonic(), progress)
+            self.bake(daemonset, check, updated, target_hash, state, started, progress)
         else:
             self.say(f"checking the {plural(len(updated), 'node')} already on the new revision before going on")
-            started = time.monotonic()
             self.gate(daemonset, check, updated, target_hash, state)
             self.bake(daemonset, check, updated, target_hash, state, started)
+        self.record(check, [], "passed", [], started)  # an earlier run's batch, finished here
         self.passed(check, updated, state)
         return float(self.params["pause_seconds"]) if progress else 0.0
 
