@@ -57,8 +57,9 @@ def test_restart_does_what_kubectl_rollout_restart_does(run_module, kubectl, nam
     assert [c["path"] for c in result["changes"]] == [f"metadata.annotations.{RESTARTED_AT}"]
 
 
-def test_restart_when_the_configuration_changed_is_idempotent(run_module, kubectl, namespace, seed_daemonset,
-                                                               apply_manifest, wait_rollout):  # fmt: skip
+def test_restart_when_the_configuration_changed_is_idempotent(
+    run_module, kubectl, namespace, seed_daemonset, apply_manifest, wait_rollout
+):
     kubectl("create", "configmap", "fluentd-config", "--from-literal=level=info", namespace=namespace)
     kubectl("create", "secret", "generic", "fluentd-credentials", "--from-literal=token=s3cret", namespace=namespace)
     apply_manifest(seed_daemonset(namespace))

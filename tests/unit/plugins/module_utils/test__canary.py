@@ -180,7 +180,7 @@ def zoned_nodes(template: dict, zones: dict[str, int | None]) -> list[dict]:
     """A captured node copied COUNT times per zone (None: without the label), named node-1.. in zone order."""
     nodes = []
     for zone, count in zones.items():
-        for _ in range(count or 0):
+        for _copy in range(count or 0):
             copied = copy.deepcopy(template)
             copied["metadata"]["name"] = f"node-{len(nodes) + 1}"
             copied["metadata"]["labels"] = {k: v for k, v in copied["metadata"]["labels"].items() if k != ZONE}
