@@ -56,6 +56,7 @@ POLL_SECONDS = 0.5
 OBSERVE_SECONDS = 60
 RETRY_SECONDS = 1.0
 PROGRESS_SECONDS = 10  # a progress line at least this often during bakes and pauses
+PAUSE_POLL_SECONDS = 5.0  # a pause only watches for breaches: fewer pod lists than a gate or a bake
 CONFLICT_RETRIES = 5  # state writes read again after a 409 (the controller writes the status meanwhile)
 SHOWN_REASONS = 10
 PHASES = {"gate": "its gate", "bake": "its bake", "pause": "during the pause after it"}
@@ -295,28 +296,25 @@ class BatchRollout:
         batch. An interrupted run may have stopped during the LAST gate: its nodes are checked before finishing."""
         progress = state.get("progress")
         phase = _canary.resume_phase(progress, len(updated))
-        check = {"batch": 0, "spec": "check", "nodes": []}
-        if progress:
+        if phase == _canary.PAUSE:  # the batch it recorded passed
             self.last_passed = {"batch": progress["batch"], "spec": progress["spec"], "nodes": []}
-            check = dict(self.last_passed)
-        if phase == _canary.PAUSE:
             if last:
-                self.gate(daemonset, check, updated, target_hash, state)
+                self.gate(daemonset, dict(self.last_passed, batch=0), updated, target_hash, state)
             return _canary.pause_left(progress, self.params["pause_seconds"], self.server_now())
         if not updated:
             return 0.0
         started = time.monotonic()
         if phase == _canary.BAKE:
-            self.say(
-                f"continuing the bake of batch {progress['batch']} ({progress['spec']}) started {progress['started']}"
-            )
-            self.bake(daemonset, check, updated, target_hash, state, started, progress)
+            batch = {"batch": progress["batch"], "spec": progress["spec"], "nodes": []}
+            self.say(f"continuing the bake of batch {batch['batch']} ({batch['spec']}) started {progress['started']}")
+            self.bake(daemonset, batch, updated, target_hash, state, started, progress)
+            self.record(batch, [], "passed", [], started)  # an earlier run's batch, finished here
         else:
+            batch = {"batch": 0, "spec": "check", "nodes": []}
             self.say(f"checking the {plural(len(updated), 'node')} already on the new revision before going on")
-            self.gate(daemonset, check, updated, target_hash, state)
-            self.bake(daemonset, check, updated, target_hash, state, started)
-        self.record(check, [], "passed", [], started)  # an earlier run's batch, finished here
-        self.passed(check, updated, state)
+            self.gate(daemonset, batch, updated, target_hash, state)
+            self.bake(daemonset, batch, updated, target_hash, state, started)
+        self.passed(batch, updated, state)
         return float(self.params["pause_seconds"]) if progress else 0.0
 
     def head(self, batch: Obj) -> str:
@@ -342,7 +340,7 @@ class BatchRollout:
             if time.monotonic() - said >= PROGRESS_SECONDS:
                 self.say(f"pausing: {left:.0f}s left before {self.head(before)}")
                 said = time.monotonic()
-            time.sleep(min(2.0, max(0.0, end - time.monotonic())))
+            time.sleep(min(PAUSE_POLL_SECONDS, max(0.0, end - time.monotonic())))
 
     def replace_batch(self, daemonset: Obj, batch: Obj, updated: list[str], target_hash: str, state: Obj) -> None:
         """Replace the old pods of BATCH (at most max_in_flight at a time), gate, bake; then record it as passed."""
