@@ -10,6 +10,11 @@ BIN := $(ROOT)/.cache/bin
 COLLECTIONS := $(ROOT)/.cache/collections
 COLLECTION_DIR := $(COLLECTIONS)/ansible_collections/kubeops/daemonset
 NODES ?= 3
+# One real node (kubelet + containerd + runc) beside the KWOK ones; REAL_NODES=0 leaves it out.
+export REAL_NODES ?= 1
+# what a local cluster needs built: the components, and the real node's unless REAL_NODES=0
+CLUSTER_DEPS := binaries $(if $(filter 0,$(REAL_NODES)),,real-node)
+IMAGES := $(ROOT)/.cache/images
 
 # ansible-core 2.21 needs Python >= 3.12 on the controller: the first working 3.12/3.13 wins.
 PYTHON ?= $(shell for p in $$HOME/.pyenv/versions/3.1[23]*/bin/python3.1[23] $$(command -v python3.12 python3.13); do \
@@ -22,12 +27,12 @@ export GOFLAGS := -buildvcs=false
 GO_LDFLAGS := -s -w -X k8s.io/component-base/version.gitVersion=v1.37.2 \
 	-X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37
 
-.PHONY: help venv binaries collection cluster-up cluster-down demo test lint sanity unit integration molecule bench
+.PHONY: help venv binaries host-packages real-node collection cluster-up cluster-down demo test lint sanity unit integration molecule bench
 
 help:
 	@echo "make demo          run playbooks/lifecycle.yml (starts the local cluster unless KUBECONFIG is set)"
 	@echo "make test          every test: lint, sanity, unit, integration, molecule (what .ci/run calls)"
-	@echo "make cluster-up    start the local cluster (NODES=N, default 3); make cluster-down stops it"
+	@echo "make cluster-up    start the local cluster (NODES=N, default 3; REAL_NODES=0: no real node); make cluster-down stops it"
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt
@@ -47,6 +52,40 @@ $(BIN)/etcd: tests/cluster/etcd/go.mod tests/cluster/etcd/go.sum tests/cluster/e
 $(BIN)/kwok: tests/cluster/kwok/go.mod tests/cluster/kwok/go.sum
 	cd tests/cluster/kwok && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$@" sigs.k8s.io/kwok/cmd/kwok
 
+# The real node: the kubelet (in the kube binary), containerd v2 with its runc shim, crictl, a local OCI registry
+# and the test images, all from Go modules; runc from Debian (it needs cgo and libseccomp).
+real-node: host-packages binaries $(BIN)/kubelet $(BIN)/containerd $(BIN)/crictl $(BIN)/registry \
+	$(IMAGES)/pause.tar $(IMAGES)/tool.tar $(IMAGES)/crashloop.tar
+# Debian packages the real node needs (runc; ip, which finds the node's address), installed only when missing.
+HOST_PACKAGES := runc:runc ip:iproute2
+host-packages:
+	@missing="$$(for pair in $(HOST_PACKAGES); do command -v "$${pair%%:*}" >/dev/null || echo "$${pair#*:}"; done)"; \
+	if [ -n "$$missing" ]; then apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
+$(BIN)/kubelet: $(BIN)/kube
+	ln -sf kube "$@"
+$(BIN)/containerd: tests/cluster/containerd/go.mod tests/cluster/containerd/go.sum
+	cd tests/cluster/containerd && CGO_ENABLED=0 go build -trimpath -tags "no_btrfs no_devmapper no_zfs" \
+		-ldflags "-s -w -X github.com/containerd/containerd/v2/version.Version=v2.4.2" -o "$(BIN)/" \
+		github.com/containerd/containerd/v2/cmd/containerd github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2
+$(BIN)/crictl: tests/cluster/crictl/go.mod tests/cluster/crictl/go.sum
+	cd tests/cluster/crictl && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$@" sigs.k8s.io/cri-tools/cmd/crictl
+$(BIN)/registry: tests/cluster/registry/go.mod tests/cluster/registry/go.sum
+	cd tests/cluster/registry && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$@" \
+		github.com/distribution/distribution/v3/cmd/registry
+# Static Go programs of this repository packed into OCI image tarballs by mkoci (standard library only).
+IMAGE_SOURCES := $(wildcard tests/cluster/images/*/*.go) tests/cluster/images/go.mod
+$(IMAGES)/programs: $(IMAGE_SOURCES)
+	mkdir -p "$@" && cd tests/cluster/images && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$@/" ./...
+	touch "$@"
+IMAGE_REGISTRY := registry.kubeops.test/kubeops
+$(IMAGES)/pause.tar: $(IMAGES)/programs
+	"$</mkoci" pack -name $(IMAGE_REGISTRY)/pause:1 -o "$@" -entrypoint /pause "$</pause:/pause"
+$(IMAGES)/tool.tar: $(IMAGES)/programs
+	"$</mkoci" pack -name $(IMAGE_REGISTRY)/tool:1 -o "$@" -entrypoint /tool -cmd sleep "$</tool:/tool"
+$(IMAGES)/crashloop.tar: $(IMAGES)/programs
+	"$</mkoci" pack -name $(IMAGE_REGISTRY)/crashloop:1 -o "$@" -entrypoint /tool -cmd exit,1 "$</tool:/tool"
+
 # The collection as users get it: built with ansible-galaxy and installed; tests run against this copy.
 # Installed beside and swapped in, so runs that use the previous copy are not cut off mid-task.
 collection: venv
@@ -60,8 +99,8 @@ collection: venv
 	mv "$(COLLECTION_DIR).new" "$(COLLECTION_DIR)" && rm -rf "$(COLLECTION_DIR).old"
 	@echo "installed kubeops.daemonset into $(COLLECTION_DIR)"
 
-cluster-up: venv binaries
-	python tests/cluster/localcluster.py up --nodes $(NODES)
+cluster-up: venv $(CLUSTER_DEPS)
+	python tests/cluster/localcluster.py up --nodes $(NODES) --real-nodes $(REAL_NODES)
 
 cluster-down: venv
 	python tests/cluster/localcluster.py down
@@ -73,7 +112,7 @@ demo: venv collection
 		ANSIBLE_LOCALHOST_WARNING=false ansible-playbook kubeops.daemonset.lifecycle $(DEMO_ARGS)
 
 # Every test. The cluster-backed part runs on KUBECONFIG's cluster or a local one started and stopped around it.
-test: venv binaries collection
+test: venv $(CLUSTER_DEPS) collection
 	$(MAKE) --no-print-directory lint sanity unit
 	tests/with-cluster.sh $(MAKE) --no-print-directory integration molecule
 
@@ -85,11 +124,11 @@ lint: venv
 unit: venv
 	pytest -q tests/unit
 
-integration: venv binaries collection
+integration: venv $(CLUSTER_DEPS) collection
 	pytest -q tests/integration
 
 # collection mode: molecule finds extensions/molecule/ from the directory that holds galaxy.yml
-molecule: venv binaries collection
+molecule: venv $(CLUSTER_DEPS) collection
 	molecule test --all
 
 # ansible-test wants the collection at .../ansible_collections/kubeops/daemonset: sanity runs on a copy of the tree.

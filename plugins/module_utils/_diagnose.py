@@ -40,7 +40,6 @@ from datetime import datetime
 
 from ansible_collections.kubeops.daemonset.plugins.module_utils._history import current_hash
 from ansible_collections.kubeops.daemonset.plugins.module_utils._objects import (
-    UNREACHABLE_TAINTS,
     Obj,
     controller_ref,
     event_time,
@@ -67,6 +66,7 @@ from ansible_collections.kubeops.daemonset.plugins.module_utils._placement impor
     pod_requests,
     rolling_budget,
     taint_string,
+    wanted_if_healthy,
 )
 from ansible_collections.kubeops.daemonset.plugins.module_utils._rollout import (
     SHOWN_NAMES,
@@ -396,10 +396,8 @@ def _not_ready_node_detail(view: ClusterView, name: str) -> Obj:
 def _find_not_ready_nodes(view: ClusterView) -> list[Obj]:
     nodes = []
     for name in sorted(view.nodes):
-        place = view.placement[name]
         # nodes the DaemonSet would run on were it not for the not-ready/unreachable taints count too
-        wanted = place["selector_match"] and all(taint["key"] in UNREACHABLE_TAINTS for taint in place["taints"])
-        if node_unhealthy(view.nodes[name]) and (view.by_node.get(name) or wanted):
+        if node_unhealthy(view.nodes[name]) and (view.by_node.get(name) or wanted_if_healthy(view.placement[name])):
             nodes.append(name)
     if not nodes:
         return []

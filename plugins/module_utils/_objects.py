@@ -225,6 +225,28 @@ def node_cordoned(node: Obj) -> bool:
     return bool((node.get("spec") or {}).get("unschedulable"))
 
 
+def node_trouble(node: Obj) -> str | None:
+    """Why NODE may not take a new pod: ``unreachable`` (its kubelet stopped reporting), ``NotReady`` or
+    ``cordoned``; None when it is healthy."""
+    taints = {taint["key"] for taint in (node.get("spec") or {}).get("taints") or []}
+    ready = node_ready(node).get("status")
+    if ready == "Unknown" or "node.kubernetes.io/unreachable" in taints:
+        return "unreachable"
+    if ready != "True" or "node.kubernetes.io/not-ready" in taints:
+        return "NotReady"
+    return "cordoned" if node_cordoned(node) else None
+
+
+def troubled_node_names(listing: Obj) -> list[str]:
+    """The nodes of a node list that are not plainly Ready: from the API server's table (``Ready``,
+    ``NotReady``, ``Unknown``, ``Ready,SchedulingDisabled`` ...) or, when it sent a plain list, from the objects."""
+    if listing.get("kind") != "Table":
+        return [node["metadata"]["name"] for node in listing.get("items") or [] if node_trouble(node)]
+    columns = [column["name"] for column in listing.get("columnDefinitions") or []]
+    name, status = columns.index("Name"), columns.index("Status")
+    return [row["cells"][name] for row in listing.get("rows") or [] if row["cells"][status] != "Ready"]
+
+
 # --- events ----------------------------------------------------------------------------------
 
 

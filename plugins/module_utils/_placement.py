@@ -17,6 +17,7 @@ from __future__ import annotations
 import typing as t
 
 from ansible_collections.kubeops.daemonset.plugins.module_utils._objects import (
+    UNREACHABLE_TAINTS,
     Obj,
     labels,
     pod_terminated,
@@ -116,6 +117,12 @@ def node_placement(daemonset: Obj, node: Obj) -> Obj:
         "should_run": selector_match and not blocking,
         "continue_running": selector_match and not any(taint.get("effect") == "NoExecute" for taint in blocking),
     }
+
+
+def wanted_if_healthy(place: Obj) -> bool:
+    """The DaemonSet would run on the node of PLACEMENT (a ``node_placement``) were the node healthy: only the node
+    lifecycle controller's not-ready/unreachable taints (if any) keep its pod away."""
+    return place["selector_match"] and all(taint["key"] in UNREACHABLE_TAINTS for taint in place["taints"])
 
 
 def eligible_nodes(daemonset: Obj, nodes: t.Iterable[Obj]) -> list[Obj]:

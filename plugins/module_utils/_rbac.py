@@ -22,7 +22,8 @@ def _rule(resource: tuple[str, str], *verbs: str) -> Obj:
     return {"apiGroups": [resource[0]], "resources": [resource[1]], "verbs": list(verbs)}
 
 
-# "optional" rules add detail (revision, blockers ...); without them the module still works and says so.
+# "optional" rules add detail (revision, blockers, the nodes a wait leaves behind ...); without them the module still
+# works and says so.
 RBAC_RULES: dict[str, dict[str, list[Obj]]] = {
     "ds_rollout_wait": {
         "required": [_rule(_DAEMONSETS, "get", "list", "watch")],
@@ -36,7 +37,7 @@ RBAC_RULES: dict[str, dict[str, list[Obj]]] = {
     "ds_undo": {
         "required": [_rule(_DAEMONSETS, "get", "patch"), _rule(_REVISIONS, "list")],
         "optional": [_rule(_DAEMONSETS, "list", "watch"),
-                     {"apiGroups": [""], "resources": ["pods", "events"], "verbs": ["list"]}],
+                     {"apiGroups": [""], "resources": ["pods", "events"], "verbs": ["list"]}, _rule(_NODES, "list")],
     },
     # nodes are cluster-scoped: ds_diagnose needs a ClusterRole (pods of all namespaces, node leases).
     "ds_diagnose": {
@@ -52,16 +53,17 @@ RBAC_RULES: dict[str, dict[str, list[Obj]]] = {
     },
     "ds_update": {
         "required": [_rule(_DAEMONSETS, "get", "patch"), _rule(_REVISIONS, "list")],
-        "optional": [],
+        "optional": [_rule(_DAEMONSETS, "list", "watch"), _rule(_NODES, "list")],
     },
     "ds_restart": {
         "required": [_rule(_DAEMONSETS, "get", "patch"), _rule(_REVISIONS, "list")],
         "optional": [{"apiGroups": [""], "resources": ["configmaps", "secrets"], "verbs": ["get"]},
-                     _rule(_DAEMONSETS, "list", "watch")],
+                     _rule(_DAEMONSETS, "list", "watch"), _rule(_NODES, "list")],
     },
     "ds_apply": {
         "required": [_rule(_DAEMONSETS, "get", "list", "watch", "create", "update", "patch")],
-        "optional": [_rule(_DAEMONSETS, "delete"), _rule(_REVISIONS, "list"), _rule(_PODS, "list")],
+        "optional": [_rule(_DAEMONSETS, "delete"), _rule(_REVISIONS, "list"), _rule(_PODS, "list"),
+                     _rule(_NODES, "list")],
     },
 }  # fmt: skip
 

@@ -20,6 +20,7 @@ import re
 import typing as t
 
 from ansible_collections.kubeops.daemonset.plugins.module_utils._client import Api, ClientMissing, K8sError, connect
+from ansible_collections.kubeops.daemonset.plugins.module_utils._manifest import int_or_percent
 from ansible_collections.kubeops.daemonset.plugins.module_utils._objects import RequestError
 from ansible_collections.kubeops.daemonset.plugins.module_utils._transport import RunCommand
 from ansible_collections.kubernetes.core.plugins.module_utils.args_common import AUTH_ARG_SPEC
@@ -35,6 +36,17 @@ DAEMONSET_ARG_SPEC: Obj = {
 
 # What a writer does when someone else (GitOps, Helm, kubectl apply) manages the DaemonSet (the _owner fragment).
 OWNER_ARG_SPEC: Obj = {"on_foreign_owner": {"type": "str", "choices": ["warn", "refuse", "proceed"], "default": "warn"}}
+
+
+# How the writers wait for what they wrote (the _wait fragment); NODE_BUDGET_ARG_SPEC: also ds_rollout_wait's and
+# ds_batch_rollout's (the _wait.NODE_BUDGET fragment).
+NODE_BUDGET_ARG_SPEC: Obj = {"unhealthy_node_budget": {"type": "raw", "default": 0}}
+WAIT_ARG_SPEC: Obj = {
+    "wait": {"type": "bool", "default": False},
+    "wait_timeout": {"type": "int", "default": 300},
+    "wait_progress_deadline": {"type": "int"},
+    **NODE_BUDGET_ARG_SPEC,
+}
 
 
 def full_spec(argument_spec: Obj) -> Obj:
@@ -96,6 +108,18 @@ def at_least(params: Obj, minimum: float, *names: str) -> None:
     for name in names:
         if params.get(name) is not None and params[name] < minimum:
             raise RequestError(f"{name} must be at least {minimum:g} (got {params[name]:g})")
+
+
+def check_node_budget(params: Obj) -> None:
+    """``unhealthy_node_budget`` as a count or a percentage (AWX surveys send numbers as text)."""
+    params["unhealthy_node_budget"] = int_or_percent(params["unhealthy_node_budget"], "unhealthy_node_budget")
+
+
+def check_wait(params: Obj) -> None:
+    """The options of WAIT_ARG_SPEC."""
+    at_least(params, 0, "wait_timeout")
+    at_least(params, 1, "wait_progress_deadline")
+    check_node_budget(params)
 
 
 def execute(request: Request, module_name: str, run: t.Callable[[Request, Api], Obj],

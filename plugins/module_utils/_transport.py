@@ -384,8 +384,8 @@ class HttpClient:
         return _HTTPSConnection(self._url.hostname, self._url.port, self._context, timeout,
                                 self.connection.tls_server_name)  # fmt: skip
 
-    def _headers(self, content_type: str | None) -> dict[str, str]:
-        headers = {"Accept": "application/json", "User-Agent": FIELD_MANAGER}
+    def _headers(self, content_type: str | None, accept: str | None) -> dict[str, str]:
+        headers = {"Accept": accept or "application/json", "User-Agent": FIELD_MANAGER}
         if self.connection.authorization:
             headers["Authorization"] = self.connection.authorization
         if content_type:
@@ -393,9 +393,9 @@ class HttpClient:
         return headers
 
     def _send(self, conn: http.client.HTTPConnection, method: str, target: str, body: bytes | None,
-              content_type: str | None) -> http.client.HTTPResponse:  # fmt: skip
+              content_type: str | None, accept: str | None = None) -> http.client.HTTPResponse:  # fmt: skip
         conn.putrequest(method, target, skip_accept_encoding=True)
-        for key, value in [*self._headers(content_type).items(), *self.connection.headers]:
+        for key, value in [*self._headers(content_type, accept).items(), *self.connection.headers]:
             conn.putheader(key, value)
         if body is not None:
             conn.putheader("Content-Length", str(len(body)))
@@ -403,7 +403,8 @@ class HttpClient:
         return conn.getresponse()
 
     def request(self, method: str, path: str, query: Obj | None = None, body: t.Any = None,
-                content_type: str | None = None, timeout: float = 30.0) -> Response:  # fmt: skip
+                content_type: str | None = None, timeout: float = 30.0,
+                accept: str | None = None) -> Response:  # fmt: skip
         """One request; TransportError when no HTTP answer came within TIMEOUT seconds."""
         target = self._target(path, query)
         data = None if body is None else json.dumps(body).encode()
@@ -414,7 +415,7 @@ class HttpClient:
             try:
                 if conn.sock is not None:
                     conn.sock.settimeout(timeout)
-                response = self._send(conn, method, target, data, content_type)
+                response = self._send(conn, method, target, data, content_type, accept)
                 payload = response.read()
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
                 conn.close()

@@ -53,12 +53,14 @@ def format_quantity(resource: str, value: float) -> str:
     return f"{value / 2**20:g}Mi"
 
 
-def int_or_percent(value: t.Any, total: int, default: int) -> int:
-    """An IntOrString such as maxUnavailable resolved against TOTAL; percentages round up, as the controller does."""
+def int_or_percent(value: t.Any, total: int, default: int, round_up: bool = True) -> int:
+    """An IntOrString such as maxUnavailable resolved against TOTAL; percentages round up, as the controller does
+    (down with ROUND_UP false, for budgets that must never allow more than the percentage)."""
     if value is None:
         return default
     if isinstance(value, str) and value.endswith("%"):
-        return math.ceil(int(value[:-1]) * total / 100)
+        share = int(value[:-1]) * total / 100
+        return math.ceil(share) if round_up else math.floor(share)
     return int(value)
 
 

@@ -99,13 +99,6 @@ options:
       - In check mode the rollout's status is read once.
     type: bool
     default: false
-  wait_timeout:
-    description: Seconds to wait for the rollout before failing with what blocks it.
-    type: int
-    default: 300
-  wait_progress_deadline:
-    description: Fail the wait early when the rollout has not moved for this many seconds.
-    type: int
   delete_timeout:
     description: Seconds to wait for the pods to be gone with O(state=absent).
     type: int
@@ -209,7 +202,12 @@ import typing as t
 
 from ansible_collections.kubeops.daemonset.plugins.module_utils._manifest import strategy_spec
 from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.apply import run
-from ansible_collections.kubeops.daemonset.plugins.module_utils._runner import at_least, run_module
+from ansible_collections.kubeops.daemonset.plugins.module_utils._runner import (
+    WAIT_ARG_SPEC,
+    at_least,
+    check_wait,
+    run_module,
+)
 
 ARGUMENT_SPEC = {
     "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
@@ -230,17 +228,15 @@ ARGUMENT_SPEC = {
     "server_side_apply": {"type": "bool", "default": False},
     "field_manager": {"type": "str", "default": "kubeops.daemonset"},
     "force_conflicts": {"type": "bool", "default": False},
-    "wait": {"type": "bool", "default": False},
-    "wait_timeout": {"type": "int", "default": 300},
-    "wait_progress_deadline": {"type": "int"},
+    **WAIT_ARG_SPEC,
     "delete_timeout": {"type": "int", "default": 120},
 }
 SPEC_RULES = {"required_if": [("state", "present", ("definition",))]}
 
 
 def check(params: dict[str, t.Any]) -> None:
-    at_least(params, 0, "wait_timeout", "delete_timeout")
-    at_least(params, 1, "wait_progress_deadline")
+    check_wait(params)
+    at_least(params, 0, "delete_timeout")
     if params["strategy"]:
         strategy_spec(params["strategy"])  # RequestError naming the option
 

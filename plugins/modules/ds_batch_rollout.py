@@ -176,6 +176,7 @@ extends_documentation_fragment:
   - kubernetes.core.k8s_auth_options
   - kubeops.daemonset._daemonset
   - kubeops.daemonset._owner
+  - kubeops.daemonset._wait.node_budget
   - kubeops.daemonset._attributes
   - kubeops.daemonset._attributes.actiongroup
 attributes:
@@ -393,6 +394,16 @@ owners:
   returned: success
   type: list
   elements: dict
+skipped_nodes:
+  description:
+    - The NotReady and unreachable nodes the DaemonSet targets that the plan leaves out, within
+      O(unhealthy_node_budget) (over it the module fails before writing anything, naming them); each with its
+      C(node) and C(trouble). Cordoned nodes are planned like the others (daemon pods tolerate them).
+  returned: success
+  type: list
+  elements: dict
+  sample:
+    - {node: kwok-worker-9, trouble: unreachable, pod: left out of the plan}
 diff:
   description: The live and the new pod template as YAML.
   returned: in diff mode, when the template changes
@@ -408,8 +419,10 @@ from ansible_collections.kubeops.daemonset.plugins.module_utils._objects import 
 from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.batch import batch_rollout
 from ansible_collections.kubeops.daemonset.plugins.module_utils._runner import (
     DAEMONSET_ARG_SPEC,
+    NODE_BUDGET_ARG_SPEC,
     OWNER_ARG_SPEC,
     at_least,
+    check_node_budget,
     run_module,
 )
 
@@ -427,6 +440,7 @@ ARGUMENT_SPEC = {
     "pause_seconds": {"type": "int", "default": 0},
     "rollback_on_failure": {"type": "bool", "default": True},
     "max_batches": {"type": "int"},
+    **NODE_BUDGET_ARG_SPEC,
     "restart_budget": {"type": "int", "default": 0},
     "fail_on_oom": {"type": "bool", "default": True},
     "bake_seconds": {"type": "int", "default": 0},
@@ -442,6 +456,7 @@ def check(params: dict[str, t.Any]) -> None:
     specs = parse_batches(params["batches"])
     if params["topology_key"] is not None:
         check_topology(params["topology_key"], specs)
+    check_node_budget(params)
     url = urllib.parse.urlsplit(params["gate_url"] or "")
     if params["gate_url"] is not None and (url.scheme not in ("http", "https") or not url.netloc):
         raise RequestError(f"gate_url must be an http:// or https:// URL (got {params['gate_url']!r})")

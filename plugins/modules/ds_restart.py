@@ -36,16 +36,11 @@ options:
         lines; the result is in RV(rollout).
     type: bool
     default: false
-  wait_timeout:
-    description: Seconds to wait with O(wait=true) before failing with what blocks the rollout.
-    type: int
-    default: 300
-  wait_progress_deadline:
-    description: With O(wait=true), fail the wait early when the rollout has not moved for this many seconds.
-    type: int
 extends_documentation_fragment:
   - kubernetes.core.k8s_auth_options
   - kubeops.daemonset._daemonset
+  - kubeops.daemonset._wait
+  - kubeops.daemonset._wait.node_budget
   - kubeops.daemonset._owner
   - kubeops.daemonset._attributes
   - kubeops.daemonset._attributes.actiongroup
@@ -133,7 +128,8 @@ from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.update impo
 from ansible_collections.kubeops.daemonset.plugins.module_utils._runner import (
     DAEMONSET_ARG_SPEC,
     OWNER_ARG_SPEC,
-    at_least,
+    WAIT_ARG_SPEC,
+    check_wait,
     run_module,
 )
 from ansible_collections.kubeops.daemonset.plugins.module_utils._template import parse_config_reference
@@ -142,15 +138,12 @@ ARGUMENT_SPEC = {
     **DAEMONSET_ARG_SPEC,
     **OWNER_ARG_SPEC,
     "when_changed": {"type": "list", "elements": "str"},
-    "wait": {"type": "bool", "default": False},
-    "wait_timeout": {"type": "int", "default": 300},
-    "wait_progress_deadline": {"type": "int"},
+    **WAIT_ARG_SPEC,
 }
 
 
 def check(params: dict[str, t.Any]) -> None:
-    at_least(params, 0, "wait_timeout")
-    at_least(params, 1, "wait_progress_deadline")
+    check_wait(params)
     for reference in params["when_changed"] or []:
         parse_config_reference(reference)
 

@@ -30,15 +30,21 @@ description:
     or waits until they have been deleted and replaced (O(on_delete=wait)). kubectl's C(--timeout=0) waits forever;
     here O(timeout=0) means C(--watch=false) (read the status once). The default timeout is 300 seconds, not forever.
     O(progress_deadline) and the RV(blockers) report have no kubectl equivalent."
+  - "Unhealthy nodes (O(unhealthy_node_budget)): kubectl reports success when the controller has dropped a NotReady
+    or unreachable node from C(desiredNumberScheduled) although the DaemonSet targets it and it runs no new pod;
+    this module does not, unless the node fits the budget. So one compact table of the nodes is read when kubectl's
+    rule is met (and, with a budget, when the pods still missing could all be on unhealthy nodes)."
   - "RBAC: C(get), C(list) and C(watch) on C(daemonsets) (API group C(apps)) in O(namespace) are required.
     Optional: C(list) on C(controllerrevisions) (group C(apps)) for RV(revision), C(list) on C(pods) and C(events)
-    for RV(blockers); without them the module still works and says what it could not read. A missing required verb
+    for RV(blockers), C(list) on C(nodes) for O(unhealthy_node_budget); without them the module still works and
+    says what it could not read. A missing required verb
     fails with a C(forbidden) message naming the verb, the resource and the namespace."
 author:
   - kubeops.daemonset contributors (@kubeops)
 extends_documentation_fragment:
   - kubernetes.core.k8s_auth_options
   - kubeops.daemonset._daemonset
+  - kubeops.daemonset._wait.node_budget
   - kubeops.daemonset._attributes
   - kubeops.daemonset._attributes.actiongroup
 attributes:
@@ -123,6 +129,13 @@ EXAMPLES = r"""
     on_delete: wait
     timeout: 3600
 
+- name: Wait for the CNI agent, letting the rollout leave up to 2% of the nodes behind when they are dead
+  kubeops.daemonset.ds_rollout_wait:
+    name: cilium
+    namespace: kube-system
+    unhealthy_node_budget: 2%
+    progress_deadline: 300
+
 - name: Set the connection once for every module of the collection
   module_defaults:
     group/kubeops.daemonset.all:
@@ -137,7 +150,9 @@ EXAMPLES = r"""
 
 RETURN = r"""
 rollout_complete:
-  description: Whether the rollout is complete by kubectl's rule.
+  description:
+    - Whether the rollout is complete by kubectl's rule - and on every node the DaemonSet targets, except the unhealthy
+      ones O(unhealthy_node_budget) lets it leave behind (RV(skipped_nodes)).
   returned: always
   type: bool
   sample: true
@@ -151,7 +166,9 @@ outcome:
   type: str
   sample: complete
 message:
-  description: kubectl's last message.
+  description:
+    - kubectl's last message; with RV(skipped_nodes), C(daemon set "NAME" successfully rolled out on every healthy
+      node).
   returned: when the DaemonSet exists
   type: str
   sample: daemon set "fluentd-elasticsearch" successfully rolled out
@@ -246,6 +263,16 @@ revision:
       description: Its C(controller-revision-hash); pods with this label are updated.
       type: str
   sample: {number: 2, name: fluentd-elasticsearch-6b8f4c9d7, hash: 6b8f4c9d7}
+skipped_nodes:
+  description:
+    - The unhealthy nodes the complete rollout left behind within O(unhealthy_node_budget) (a warning names them
+      too), each with its C(node), its C(trouble) (V(NotReady), V(unreachable), V(cordoned)) and the state of its
+      C(pod) (V(no pod), V(old pod terminating), V(old revision), V(new pod not available (REASON))).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {node: kwok-worker-3, trouble: unreachable, pod: old pod terminating}
 blockers:
   description: What keeps the rollout from finishing, read when the wait failed on O(timeout) or O(progress_deadline).
   returned: on failure by timeout or progress_deadline
@@ -275,6 +302,17 @@ blockers:
       description: Recent Warning events about the DaemonSet or its pods, grouped by reason and message, newest first.
       type: list
       elements: dict
+    unhealthy_nodes:
+      description:
+        - Unhealthy nodes the DaemonSet targets that lack the new pod, as in RV(skipped_nodes), over
+          O(unhealthy_node_budget); the summary names them first.
+      type: list
+      elements: dict
+    unhealthy_nodes_only:
+      description:
+        - Set with RV(blockers.unhealthy_nodes) - V(true) when no pod problem holds the rollout, only those nodes:
+          the new template is not at fault, and rolling it back would not help.
+      type: bool
     errors:
       description: Pods or events that could not be listed (for example forbidden by RBAC).
       type: list
@@ -304,8 +342,10 @@ from ansible_collections.kubeops.daemonset.plugins.module_utils._client import A
 from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.wait import RolloutWait
 from ansible_collections.kubeops.daemonset.plugins.module_utils._runner import (
     DAEMONSET_ARG_SPEC,
+    NODE_BUDGET_ARG_SPEC,
     Request,
     at_least,
+    check_node_budget,
     run_module,
 )
 
@@ -316,12 +356,14 @@ ARGUMENT_SPEC = {
     "on_delete": {"type": "str", "choices": ["report", "wait"], "default": "report"},
     "print_progress": {"type": "bool", "default": True},
     "template_generation": {"type": "int"},
+    **NODE_BUDGET_ARG_SPEC,
 }
 
 
 def check(params: dict[str, t.Any]) -> None:
     at_least(params, 0, "timeout")
     at_least(params, 1, "progress_deadline", "template_generation")
+    check_node_budget(params)
 
 
 def run(request: Request, api: Api) -> dict[str, t.Any]:
@@ -334,7 +376,9 @@ def run(request: Request, api: Api) -> dict[str, t.Any]:
         progress_deadline=params["progress_deadline"],
         on_delete=params["on_delete"],
         template_generation=params["template_generation"],
+        unhealthy_node_budget=params["unhealthy_node_budget"],
         on_message=(lambda status: request.say(status["message"])) if params["print_progress"] else None,
+        on_note=request.say if params["print_progress"] else None,
     )
     return wait.run()
 

@@ -51,13 +51,6 @@ options:
         (C(kubectl rollout status)); the result is in RV(rollout).
     type: bool
     default: false
-  wait_timeout:
-    description: Seconds to wait with O(wait=true) before failing.
-    type: int
-    default: 300
-  wait_progress_deadline:
-    description: With O(wait=true), fail the wait early when the rollout has not moved for this many seconds.
-    type: int
   from_template_generation:
     description:
       - Roll back only when the live pod template is still this one (the DaemonSet's
@@ -69,6 +62,8 @@ options:
 extends_documentation_fragment:
   - kubernetes.core.k8s_auth_options
   - kubeops.daemonset._daemonset
+  - kubeops.daemonset._wait
+  - kubeops.daemonset._wait.node_budget
   - kubeops.daemonset._owner
   - kubeops.daemonset._attributes
   - kubeops.daemonset._attributes.actiongroup
@@ -206,7 +201,8 @@ from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.undo import
 from ansible_collections.kubeops.daemonset.plugins.module_utils._runner import (
     DAEMONSET_ARG_SPEC,
     OWNER_ARG_SPEC,
-    at_least,
+    WAIT_ARG_SPEC,
+    check_wait,
     run_module,
 )
 
@@ -215,16 +211,13 @@ ARGUMENT_SPEC = {
     **OWNER_ARG_SPEC,
     "to_revision": {"type": "int", "default": 0},
     "change_cause": {"type": "str"},
-    "wait": {"type": "bool", "default": False},
-    "wait_timeout": {"type": "int", "default": 300},
-    "wait_progress_deadline": {"type": "int"},
+    **WAIT_ARG_SPEC,
     "from_template_generation": {"type": "int"},
 }
 
 
 def check(params: dict[str, t.Any]) -> None:
-    at_least(params, 0, "wait_timeout")
-    at_least(params, 1, "wait_progress_deadline")
+    check_wait(params)
 
 
 run = undo  # what main() and the action (plugins/action/ds_undo.py) call

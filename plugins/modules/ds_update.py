@@ -56,16 +56,11 @@ options:
       - In check mode the status is read once.
     type: bool
     default: false
-  wait_timeout:
-    description: Seconds to wait with O(wait=true) before failing with what blocks the rollout.
-    type: int
-    default: 300
-  wait_progress_deadline:
-    description: With O(wait=true), fail the wait early when the rollout has not moved for this many seconds.
-    type: int
 extends_documentation_fragment:
   - kubernetes.core.k8s_auth_options
   - kubeops.daemonset._daemonset
+  - kubeops.daemonset._wait
+  - kubeops.daemonset._wait.node_budget
   - kubeops.daemonset._owner
   - kubeops.daemonset._attributes
   - kubeops.daemonset._attributes.actiongroup
@@ -164,7 +159,8 @@ from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.update impo
 from ansible_collections.kubeops.daemonset.plugins.module_utils._runner import (
     DAEMONSET_ARG_SPEC,
     OWNER_ARG_SPEC,
-    at_least,
+    WAIT_ARG_SPEC,
+    check_wait,
     run_module,
 )
 
@@ -175,9 +171,7 @@ ARGUMENT_SPEC = {
     "images": {"type": "dict"},
     "resources": {"type": "dict"},
     "change_cause": {"type": "str"},
-    "wait": {"type": "bool", "default": False},
-    "wait_timeout": {"type": "int", "default": 300},
-    "wait_progress_deadline": {"type": "int"},
+    **WAIT_ARG_SPEC,
 }
 SPEC_RULES = {
     "mutually_exclusive": [("template", "images"), ("template", "resources")],
@@ -186,8 +180,7 @@ SPEC_RULES = {
 
 
 def check(params: dict[str, t.Any]) -> None:
-    at_least(params, 0, "wait_timeout")
-    at_least(params, 1, "wait_progress_deadline")
+    check_wait(params)
     for container, image in (params["images"] or {}).items():
         if not isinstance(image, str) or not image.strip() or any(c.isspace() for c in image):
             raise RequestError(f"images: container {container} needs an image reference (got {image!r})")

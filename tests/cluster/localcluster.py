@@ -1,11 +1,13 @@
 """Start and stop the local test cluster: real etcd, kube-apiserver, kube-controller-manager and kube-scheduler
-built from Go modules, with KWOK simulating the kubelets of the nodes.
+built from Go modules, with KWOK simulating the kubelets of the nodes, and one real node (a kubelet on containerd
+and runc, see realnode.py) unless --real-nodes 0.
 
-    python tests/cluster/localcluster.py up [--nodes N]    # idempotent; prints how long it took
+    python tests/cluster/localcluster.py up [--nodes N] [--real-nodes 0|1]   # idempotent; prints how long it took
     python tests/cluster/localcluster.py down              # stops every process it started, removes the state
 
-Everything listens on 127.0.0.1 only; TLS and RBAC are on. State (PKI, etcd data, logs, kubeconfig) lives in
-.cluster/ at the repository root (or $KUBEOPS_CLUSTER_DIR); the binaries come from .cache/bin (`make binaries`).
+The control plane listens on 127.0.0.1 only (the real kubelet on the host's address: it cannot be loopback); TLS
+and RBAC are on. State (PKI, etcd data, logs, kubeconfig, the real node's runtime) lives in .cluster/ at the
+repository root (or $KUBEOPS_CLUSTER_DIR); the binaries come from .cache/bin (`make binaries real-node`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import realnode
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = ROOT / ".cache" / "bin"
 # KUBEOPS_CLUSTER_DIR runs a second cluster beside the usual one (benchmarks).
@@ -38,6 +42,8 @@ STAGES = Path(__file__).with_name("kwok-stages.yaml.tmpl")
 SERVICE_CIDR = "10.96.0.0/16"
 # Start order; stopped in reverse.
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+REAL_NODE_COMPONENTS = ("registry", "containerd", "kubelet")
+REAL_NODE = realnode.RealNode(STATE, BIN, ROOT / ".cache" / "images")
 
 
 @dataclass
@@ -68,30 +74,37 @@ def kubectl(*args: str, stdin: str | None = None) -> str:
 # ---------------------------------------------------------------- PKI and kubeconfig
 
 
-def make_pki() -> None:
-    """One CA and one admin certificate (system:masters), also used to sign service-account tokens, as kwokctl does."""
+CERT_DAYS = "3650"
+
+
+def make_pki(real_node: bool) -> None:
+    """One CA and one admin certificate (system:masters), also used to sign service-account tokens, as kwokctl does;
+    with a real node also its kubelet's client certificate (system:nodes, so the Node authorizer serves it)."""
     PKI.mkdir(parents=True, exist_ok=True)
-    ext = PKI / "admin.ext"
-    ext.write_text(
-        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
-        "extendedKeyUsage=serverAuth,clientAuth\n"
-        "subjectAltName=DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,"
-        "DNS:kubernetes.default.svc.cluster.local,IP:127.0.0.1,IP:10.96.0.1\n"
-    )
-    days = "3650"
     run("openssl", "genrsa", "-out", str(PKI / "ca.key"), "2048")
     run(
         "openssl", "req", "-x509", "-new", "-nodes", "-key", str(PKI / "ca.key"), "-subj", "/CN=kubeops-local-ca",
-        "-days", days, "-out", str(PKI / "ca.crt"),
+        "-days", CERT_DAYS, "-out", str(PKI / "ca.crt"),
     )  # fmt: skip
-    run("openssl", "genrsa", "-out", str(PKI / "admin.key"), "2048")
-    run(
-        "openssl", "req", "-new", "-key", str(PKI / "admin.key"), "-subj", "/O=system:masters/CN=kubernetes-admin",
-        "-out", str(PKI / "admin.csr"),
+    sign(
+        "admin", "/O=system:masters/CN=kubernetes-admin", "extendedKeyUsage=serverAuth,clientAuth\n"
+        "subjectAltName=DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,"
+        "DNS:kubernetes.default.svc.cluster.local,IP:127.0.0.1,IP:10.96.0.1\n",
     )  # fmt: skip
+    if real_node:
+        sign("kubelet", f"/O=system:nodes/CN=system:node:{realnode.NAME}", "extendedKeyUsage=clientAuth\n")
+
+
+def sign(name: str, subject: str, extensions: str) -> None:
+    """PKI/NAME.key and PKI/NAME.crt for SUBJECT, signed by the cluster's CA."""
+    ext = PKI / f"{name}.ext"
+    ext.write_text(f"basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n{extensions}")
+    run("openssl", "genrsa", "-out", str(PKI / f"{name}.key"), "2048")
+    run("openssl", "req", "-new", "-key", str(PKI / f"{name}.key"), "-subj", subject, "-out", str(PKI / f"{name}.csr"))
     run(
-        "openssl", "x509", "-req", "-in", str(PKI / "admin.csr"), "-CA", str(PKI / "ca.crt"), "-CAkey",
-        str(PKI / "ca.key"), "-CAcreateserial", "-days", days, "-extfile", str(ext), "-out", str(PKI / "admin.crt"),
+        "openssl", "x509", "-req", "-in", str(PKI / f"{name}.csr"), "-CA", str(PKI / "ca.crt"), "-CAkey",
+        str(PKI / "ca.key"), "-CAcreateserial", "-days", CERT_DAYS, "-extfile", str(ext),
+        "-out", str(PKI / f"{name}.crt"),
     )  # fmt: skip
 
 
@@ -99,8 +112,8 @@ def b64(path: Path) -> str:
     return base64.b64encode(path.read_bytes()).decode()
 
 
-def write_kubeconfig(port: int) -> None:
-    """A self-contained admin kubeconfig (credentials embedded) so it can be copied anywhere."""
+def write_kubeconfig(port: int, path: Path = KUBECONFIG, user: str = "admin") -> None:
+    """A self-contained kubeconfig for USER's certificate (credentials embedded) so it can be copied anywhere."""
     config = {
         "apiVersion": "v1",
         "kind": "Config",
@@ -115,18 +128,18 @@ def write_kubeconfig(port: int) -> None:
         ],
         "users": [
             {
-                "name": "kubeops-admin",
+                "name": f"kubeops-{user}",
                 "user": {
-                    "client-certificate-data": b64(PKI / "admin.crt"),
-                    "client-key-data": b64(PKI / "admin.key"),
+                    "client-certificate-data": b64(PKI / f"{user}.crt"),
+                    "client-key-data": b64(PKI / f"{user}.key"),
                 },
             }
         ],
-        "contexts": [{"name": "kubeops-local", "context": {"cluster": "kubeops-local", "user": "kubeops-admin"}}],
+        "contexts": [{"name": "kubeops-local", "context": {"cluster": "kubeops-local", "user": f"kubeops-{user}"}}],
         "current-context": "kubeops-local",
     }
-    KUBECONFIG.write_text(json.dumps(config, indent=2))
-    KUBECONFIG.chmod(0o600)
+    path.write_text(json.dumps(config, indent=2))
+    path.chmod(0o600)
 
 
 # ---------------------------------------------------------------- processes
@@ -142,13 +155,30 @@ def pid_of(name: str) -> int | None:
     return None if state in ("Z", "X") else pid
 
 
-def start(name: str, argv: list[str]) -> None:
+def start(name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
     """Start a component detached in its own session, logging to .cluster/logs/NAME.log."""
     with (LOGS / f"{name}.log").open("ab") as logfile:
         proc = subprocess.Popen(
-            argv, stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            argv, stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, env=env
         )
     (PIDS / name).write_text(str(proc.pid))
+
+
+def stop(name: str) -> None:
+    """SIGTERM the component's process group, SIGKILL it after 10 s."""
+    pid = pid_of(name)
+    if pid is None:
+        return
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    for _attempt in range(100):
+        if pid_of(name) is None:
+            return
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
 
 
 def tail(name: str, lines: int = 25) -> str:
@@ -221,6 +251,10 @@ def start_control_plane(ports: dict[str, int], pod_ready_ms: int) -> None:
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={pki['admin.key']}", f"--service-account-signing-key-file={pki['admin.key']}",
             "--max-requests-inflight=2000", "--max-mutating-requests-inflight=1000",
+            # logs/exec/port-forward: reach a kubelet at its node IP (the real node's name resolves nowhere)
+            # and present a certificate its webhook authentication accepts
+            "--kubelet-preferred-address-types=InternalIP,Hostname",
+            f"--kubelet-client-certificate={pki['admin.crt']}", f"--kubelet-client-key={pki['admin.key']}",
         ],
     )  # fmt: skip
     wait_until("kube-apiserver", lambda: https_ok(api_port, "/readyz"), 120)
@@ -303,6 +337,24 @@ def nodes_ready(expected: int) -> bool:
     return len(states) >= expected and all(s == "True" for s in states)
 
 
+def start_real_node(ports: dict[str, int]) -> None:
+    """The local registry (with the test images pushed), containerd, then the kubelet, which registers the node."""
+    node = REAL_NODE
+    node.prepare()
+    start("registry", node.registry_command(ports["registry"]), env=dict(os.environ, OTEL_TRACES_EXPORTER="none"))
+    wait_until("registry", lambda: http_ok(f"http://127.0.0.1:{ports['registry']}/v2/"), 30)
+    node.push_images(ports["registry"])
+    start("containerd", node.containerd_command(ports["registry"]), env=node.containerd_env())
+    wait_until("containerd", lambda: node.crictl("info").returncode == 0, 60)
+    kubelet_kubeconfig = STATE / "kubelet.kubeconfig"
+    write_kubeconfig(ports["kube-apiserver"], kubelet_kubeconfig, user="kubelet")
+    ip = realnode.node_ip()
+    start("kubelet", node.kubelet_command(kubelet_kubeconfig, PKI / "ca.crt", ip, ports["kubelet"], ports["healthz"]))
+    wait_until("kubelet", lambda: http_ok(f"http://127.0.0.1:{ports['healthz']}/healthz"), 60)
+    ready = "jsonpath={.status.conditions[?(@.type=='Ready')].status}"
+    wait_until("kubelet", lambda: kubectl("get", "node", realnode.NAME, "-o", ready) == "True", 60)
+
+
 def default_service_account() -> bool:
     kubectl("get", "serviceaccount", "default", "-n", "default")
     return True
@@ -311,8 +363,12 @@ def default_service_account() -> bool:
 # ---------------------------------------------------------------- up / down
 
 
-def is_up() -> bool:
-    if not KUBECONFIG.exists() or not all(pid_of(name) for name in COMPONENTS):
+def components(real_nodes: int) -> tuple[str, ...]:
+    return COMPONENTS + (REAL_NODE_COMPONENTS if real_nodes else ())
+
+
+def is_up(real_nodes: int = int(os.environ.get("REAL_NODES", 1))) -> bool:
+    if not KUBECONFIG.exists() or not all(pid_of(name) for name in components(real_nodes)):
         return False
     try:
         kubectl("get", "--raw", "/readyz")
@@ -321,49 +377,49 @@ def is_up() -> bool:
         return False
 
 
-def up(workers: int, shape: NodeShape, pod_ready_ms: int) -> None:
+def up(workers: int, shape: NodeShape, pod_ready_ms: int, real_nodes: int) -> None:
     began = time.monotonic()
-    if is_up():
+    if is_up(real_nodes):
         log(f"already up; KUBECONFIG={KUBECONFIG}")
         return
-    missing = [b for b in ("kube", "kubectl", "etcd", "kwok") if not (BIN / b).exists()]
+    needed = ("kube", "kubectl", "etcd", "kwok") + (
+        ("kubelet", "containerd", "crictl", "registry") if real_nodes else ()
+    )
+    missing = [b for b in needed if not (BIN / b).exists()]
     if missing:
-        sys.exit(f"missing binaries in {BIN}: {', '.join(missing)} (run `make binaries`)")
+        sys.exit(f"missing binaries in {BIN}: {', '.join(missing)} (run `make binaries real-node`)")
     down(quiet=True)
     for folder in (PKI, LOGS, PIDS):
         folder.mkdir(parents=True, exist_ok=True)
-    ports = {name: free_port() for name in (*COMPONENTS, "etcd-peer")}
-    make_pki()
+    ports = {name: free_port() for name in (*components(real_nodes), "etcd-peer", "healthz")}
+    make_pki(bool(real_nodes))
     write_kubeconfig(ports["kube-apiserver"])
     try:
         start_control_plane(ports, pod_ready_ms)
         wait_until("kube-controller-manager", default_service_account, 60)
         create_nodes(workers, shape)
-        wait_until("kwok", lambda: nodes_ready(workers + 1), 120 + workers * 0.2)
-    except (ComponentFailed, subprocess.CalledProcessError) as err:
+        if real_nodes:
+            start_real_node(ports)
+        wait_until("kwok", lambda: nodes_ready(workers + 1 + real_nodes), 120 + workers * 0.2)
+    except (RuntimeError, subprocess.CalledProcessError) as err:  # ComponentFailed is a RuntimeError
         detail = err.stderr if isinstance(err, subprocess.CalledProcessError) else ""
         down(quiet=True, keep_logs=True)
         sys.exit(f"cluster-up failed: {err}\n{detail}")
-    log(f"up with {workers} worker nodes + 1 control-plane node in {time.monotonic() - began:.1f}s")
+    real = f" + real node {realnode.NAME}" if real_nodes else ""
+    log(f"up with {workers} worker nodes + 1 control-plane node{real} in {time.monotonic() - began:.1f}s")
     log(f"export KUBECONFIG={KUBECONFIG}")
 
 
 def down(quiet: bool = False, keep_logs: bool = False) -> None:
-    for name in reversed(COMPONENTS):
-        pid = pid_of(name)
-        if pid is None:
-            continue
-        try:
-            os.killpg(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            continue
-        for _attempt in range(100):
-            if pid_of(name) is None:
-                break
-            time.sleep(0.1)
-        else:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
+    """Stop every component (the real node's pods through the CRI first), clean what the real node left on the host,
+    then remove the state directory - unless a mount is left in it: rm -rf would go through it."""
+    for name in reversed(components(real_nodes=1)):
+        if name == "containerd" and pid_of(name):
+            REAL_NODE.remove_pods()
+        stop(name)
+    left = REAL_NODE.clean_host() if REAL_NODE.dir.exists() else []
+    if left:
+        sys.exit("cluster-down could not remove (nothing deleted, run it again):\n" + "\n".join(left))
     if keep_logs:
         for child in STATE.iterdir() if STATE.exists() else ():
             if child != LOGS:
@@ -379,6 +435,13 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     up_cmd = sub.add_parser("up", help="start the cluster (idempotent)")
     up_cmd.add_argument("--nodes", type=int, default=int(os.environ.get("NODES", 3)), help="worker nodes (default 3)")
+    up_cmd.add_argument(
+        "--real-nodes",
+        type=int,
+        choices=(0, 1),
+        default=int(os.environ.get("REAL_NODES", 1)),
+        help="1 (default): also start a real node (kubelet, containerd, runc); 0: KWOK nodes only",
+    )
     up_cmd.add_argument("--cpu", default=os.environ.get("NODE_CPU", "4"), help="allocatable cpu per node")
     up_cmd.add_argument("--memory", default=os.environ.get("NODE_MEMORY", "8Gi"), help="allocatable memory per node")
     up_cmd.add_argument("--pods", default=os.environ.get("NODE_PODS", "110"), help="allocatable pods per node")
@@ -392,7 +455,7 @@ def main() -> None:
     sub.add_parser("status", help="exit 0 when the cluster is up")
     args = parser.parse_args()
     if args.command == "up":
-        up(args.nodes, NodeShape(args.cpu, args.memory, args.pods), args.pod_ready_ms)
+        up(args.nodes, NodeShape(args.cpu, args.memory, args.pods), args.pod_ready_ms, args.real_nodes)
     elif args.command == "status":
         sys.exit(0 if is_up() else 1)
     else:

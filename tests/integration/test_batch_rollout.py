@@ -245,10 +245,37 @@ def test_full_template_with_a_canary_pool_is_idempotent(kubectl, namespace, make
     assert daemonset(kubectl, namespace)["metadata"]["resourceVersion"] == live["metadata"]["resourceVersion"]
 
 
+def test_dead_nodes_are_left_out_within_the_budget_and_refused_over_it(
+    kubectl, namespace, make_fleet, run_module, eventually
+):
+    """A NotReady node the DaemonSet targets: over unhealthy_node_budget nothing is written and the node is named;
+    within it the plan leaves the node out, names it, and every other node is updated."""
+    nodes = make_fleet(4)
+    dead = nodes[-1]
+    kubectl("label", "node", dead, "kubeops.test/not-ready=true")  # its simulated kubelet reports NotReady
+
+    def not_ready_taint() -> bool:
+        taints = json.loads(kubectl("get", "node", dead, "-o", "json").stdout)["spec"].get("taints") or []
+        return any(taint["key"] == "node.kubernetes.io/not-ready" for taint in taints)
+
+    assert eventually(not_ready_taint, 60)
+    before = daemonset(kubectl, namespace)["metadata"]["resourceVersion"]
+    refused = run_module("ds_batch_rollout", args(namespace, images={CONTAINER: GOOD}, batches=["100%"]))
+    assert refused["failed"] and dead in refused["msg"] and "over unhealthy_node_budget=0" in refused["msg"]
+    assert daemonset(kubectl, namespace)["metadata"]["resourceVersion"] == before
+
+    done = run_module("ds_batch_rollout", args(namespace, images={CONTAINER: GOOD}, batches=["100%"],
+                                                unhealthy_node_budget="25%"))  # fmt: skip
+    assert done["outcome"] == "complete", done.get("msg")
+    assert [(s["node"], s["trouble"]) for s in done["skipped_nodes"]] == [(dead, "NotReady")]
+    assert any(dead in warning for warning in done["warnings"])
+    assert sorted(done["touched_nodes"]) == sorted(nodes[:-1])
+
+
 # --- canary rules ------------------------------------------------------------------------------
 # The test cluster's KWOK stages (tests/cluster/kwok-stages.yaml.tmpl): `crashloop` never gets Ready and restarts
-# every 1-4 s; `restart-once:after-Ns` gets Ready and restarts once N seconds later; `oomkilled:after-Ns` gets
-# Ready, is OOMKilled N seconds later and restarts.
+# every 9-14 s (exit 1, then a CrashLoopBackOff back-off); `restart-once:after-Ns` gets Ready and restarts once N
+# seconds later; `oomkilled:after-Ns` gets Ready, is OOMKilled N seconds later and restarts.
 CRASHLOOP = "example.invalid/crashloop:1"
 ZONE = "topology.kubernetes.io/zone"
 
@@ -280,11 +307,11 @@ def assert_rolled_back(kubectl, namespace: str, result: dict[str, Any], old_pods
 def test_canary_restart_budget_stops_a_crash_loop_over_it(kubectl, namespace, make_fleet, run_module):
     nodes = make_fleet(3)
     old_pods = pods_on_nodes(kubectl, namespace)
-    failed = run_module("ds_batch_rollout", canary_args(namespace, CRASHLOOP, restart_budget=2, batch_timeout=60))
+    failed = run_module("ds_batch_rollout", canary_args(namespace, CRASHLOOP, restart_budget=1, batch_timeout=90))
     assert_rolled_back(kubectl, namespace, failed, old_pods, nodes[:1])
     assert "batch 1 (1) failed its gate" in failed["msg"]
     assert f"{nodes[0]}: pod {NAME}-" in failed["msg"]  # the node and the pod are named
-    assert "restarted 3 times (restart_budget 2)" in failed["msg"]  # CrashLoopBackOff waited for the budget
+    assert "restarted 2 times (restart_budget 1)" in failed["msg"]  # CrashLoopBackOff waited for the budget
     assert failed["batches"][0]["phase"] == "gate"
 
 

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
+import realnode  # tests/conftest.py puts tests/cluster on sys.path
 
 WORKERS = {"kwok-worker-1", "kwok-worker-2", "kwok-worker-3"}
 
@@ -67,9 +73,12 @@ def test_crashloop_image_never_becomes_ready(namespace, seed_daemonset, apply_ma
     apply_manifest(seed_daemonset(namespace, image="example.invalid/crashloop:1"))
 
     def restarting() -> bool:
+        """As a kubelet reports a crash loop: restarted, the last run exited 1, not ready (the state is mostly
+        terminated with reason Error, waiting: CrashLoopBackOff only just before a restart)."""
         for pod in pods_by_node(namespace).values():
             for status in pod["status"].get("containerStatuses", []):
-                if status["state"].get("waiting", {}).get("reason") == "CrashLoopBackOff" and status["restartCount"]:
+                last_exit = status.get("lastState", {}).get("terminated", {}).get("exitCode")
+                if status["restartCount"] and last_exit == 1:
                     return not status["ready"]
         return False
 
@@ -161,19 +170,27 @@ def test_not_ready_node(kubectl, test_node, eventually):
     assert eventually(lambda: ready_status() == "True", timeout=30)
 
 
-def test_cluster_up_is_idempotent_and_down_leaves_nothing(tmp_path):
+@pytest.fixture
+def short_tmp_path() -> Iterator[Path]:
+    """A temporary directory with a short path: the real node's unix sockets live in it (108 bytes at most)."""
+    path = Path(tempfile.mkdtemp(prefix="kubeops-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_cluster_up_is_idempotent_and_down_leaves_nothing(short_tmp_path):
     """A second, one-node cluster beside the one under test: up twice changes nothing; down stops everything."""
-    env = dict(os.environ, KUBEOPS_CLUSTER_DIR=str(tmp_path / "cluster"))
+    env = dict(os.environ, KUBEOPS_CLUSTER_DIR=str(short_tmp_path / "cluster"))
     launcher = [sys.executable, str(Path(__file__).parents[1] / "cluster" / "localcluster.py")]
     try:
         subprocess.run([*launcher, "up", "--nodes", "1"], env=env, check=True, capture_output=True, text=True)
-        pids = {path.name: path.read_text() for path in (tmp_path / "cluster" / "pids").iterdir()}
+        pids = {path.name: path.read_text() for path in (short_tmp_path / "cluster" / "pids").iterdir()}
         again = subprocess.run([*launcher, "up", "--nodes", "1"], env=env, check=True, capture_output=True, text=True)
         assert "already up" in again.stdout
-        assert {path.name: path.read_text() for path in (tmp_path / "cluster" / "pids").iterdir()} == pids
+        assert {path.name: path.read_text() for path in (short_tmp_path / "cluster" / "pids").iterdir()} == pids
     finally:
         subprocess.run([*launcher, "down"], env=env, check=True, capture_output=True)
-    assert not (tmp_path / "cluster").exists()
+    assert not (short_tmp_path / "cluster").exists()
     assert not [pid for pid in pids.values() if running(pid)]
 
 
@@ -183,3 +200,50 @@ def running(pid: str) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
     except (OSError, IndexError):
         return False
+
+
+def test_down_removes_what_the_real_node_left_on_the_host(short_tmp_path):
+    """A second cluster with a real node running a pod (a network namespace, an emptyDir in memory, a projected
+    token: mounts, a cgroup, a shim, a CNI cache entry, a log link). After down nothing of it is left on the host."""
+    state = short_tmp_path / "cluster"
+    env = dict(os.environ, KUBEOPS_CLUSTER_DIR=str(state))
+    launcher = [sys.executable, str(Path(__file__).parents[1] / "cluster" / "localcluster.py")]
+    node = realnode.RealNode(state, Path(__file__).parents[2] / ".cache" / "bin", Path())
+    try:
+        subprocess.run([*launcher, "up", "--nodes", "1", "--real-nodes", "1"], env=env, check=True, capture_output=True)
+        kubectl = [str(node.bin / "kubectl"), f"--kubeconfig={state / 'kubeconfig'}"]
+        subprocess.run([*kubectl, "apply", "-f", "-"], input=json.dumps(REAL_POD), text=True, check=True)
+        subprocess.run([*kubectl, "wait", "pod/leftovers", "--for=condition=Ready", "--timeout=60s"], check=True)
+        pids = {path.name: path.read_text() for path in (state / "pids").iterdir()}
+        shims = node.shim_pids()
+        assert shims and node.cgroup_pids() and realnode.mounts_under(node.dir)
+        links = [link for link in Path("/var/log/containers").iterdir() if str(node.dir) in os.readlink(link)]
+        cached = list(Path("/var/lib/cni/results").glob(f"kubeops-{node.cluster_id}-*"))
+        assert links and cached
+    finally:
+        subprocess.run([*launcher, "down"], env=env, check=True, capture_output=True)
+    assert not state.exists() and not realnode.mounts_under(state)
+    assert not [pid for pid in [*pids.values(), *map(str, shims)] if running(pid)]
+    assert not [h for h in realnode.hierarchies() if (h / node.cgroup_root.lstrip("/")).exists()]
+    assert not [link for link in links + cached if link.exists() or link.is_symlink()]
+    if not [argv for _pid, argv in realnode.processes() if argv[0].endswith("/kubelet")]:  # no other real node
+        assert not [d for d in realnode.SHARED_DIRS if d.exists()]
+
+
+REAL_POD = {
+    "apiVersion": "v1",
+    "kind": "Pod",
+    "metadata": {"name": "leftovers", "namespace": "default"},
+    "spec": {
+        "nodeSelector": {realnode.LABEL: "true"},
+        "tolerations": [{"key": realnode.LABEL, "operator": "Exists"}],
+        "containers": [
+            {
+                "name": "main",
+                "image": f"{realnode.REGISTRY_HOST}/kubeops/tool:1",
+                "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}],
+            }
+        ],
+        "volumes": [{"name": "scratch", "emptyDir": {"medium": "Memory"}}],
+    },
+}

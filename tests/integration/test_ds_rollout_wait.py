@@ -302,3 +302,16 @@ def test_missing_watch_verb_is_a_clear_forbidden_error(
     # reading the status once needs no watch
     status_only = run_module("ds_rollout_wait", {"name": NAME, "namespace": namespace, "timeout": 0, **auth})
     assert not status_only.get("failed") and status_only["outcome"] in ("status", "complete")
+
+
+@pytest.mark.parametrize("budget", ["abc", -1, "150%", "1.5", True, "10 %"])
+def test_bad_unhealthy_node_budget_fails_before_any_request(run_module, kubectl, namespace, rolled_out, budget):
+    rolled_out(namespace)
+    before = json.loads(kubectl("get", "ds", NAME, "-o", "json", namespace=namespace).stdout)["metadata"]
+    waited = run_module("ds_rollout_wait", {"name": NAME, "namespace": namespace, "unhealthy_node_budget": budget})
+    assert waited["failed"] and "unhealthy_node_budget must be a number or a percentage" in waited["msg"]
+    update = {"name": NAME, "namespace": namespace, "images": {NAME: "fluentd:v9"}, "wait": True,
+              "unhealthy_node_budget": budget}  # fmt: skip
+    assert "unhealthy_node_budget" in run_module("ds_update", update)["msg"]
+    after = json.loads(kubectl("get", "ds", NAME, "-o", "json", namespace=namespace).stdout)["metadata"]
+    assert after["resourceVersion"] == before["resourceVersion"]

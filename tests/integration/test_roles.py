@@ -176,6 +176,30 @@ def test_update_rollback_on_failure(run_playbook, kubectl, namespace, seed_daemo
     assert history(kubectl, namespace) == {2: "broken image", 3: "seed v1"}
 
 
+def test_update_leaves_a_dead_node_behind_only_within_its_budget(
+    run_playbook, kubectl, namespace, seed_daemonset, apply_manifest, wait_rollout, test_node, eventually
+):
+    """A NotReady node holds the update: not rolled back (the new template is not at fault), the node named; with
+    update_unhealthy_node_budget the same update is done everywhere else."""
+    label = {"kubeops.test/roles": namespace}
+    nodes = test_node(count=3, labels=label)
+    manifest = seed_daemonset(namespace, tolerate_test_nodes=True, change_cause="seed v1")
+    manifest["spec"]["template"]["spec"]["nodeSelector"] = label
+    apply_manifest(manifest)
+    wait_rollout(namespace)
+    kubectl("label", "node", nodes[-1], "kubeops.test/not-ready=true")
+    assert eventually(lambda: "node.kubernetes.io/not-ready" in kubectl("get", "node", nodes[-1], "-o", "json").stdout)
+    extra = {"daemonset_namespace": namespace, "update_images": {CONTAINER: V2_IMAGE}, "update_timeout": 20,
+             "update_rollback_on_failure": True}  # fmt: skip
+    held = run_playbook("kubeops.daemonset.update", extra)
+    assert held.returncode != 0 and "Not rolled back: only unhealthy nodes hold the rollout" in held.stdout
+    assert nodes[-1] in held.stdout and image(get_ds(kubectl, namespace)) == V2_IMAGE
+
+    done = run_playbook("kubeops.daemonset.update", {**extra, "update_unhealthy_node_budget": 1})
+    assert ok(done)["changed"] == 0  # the template is live; the wait now leaves the dead node behind
+    assert f"{nodes[-1]} (NotReady" in done.stdout + done.stderr
+
+
 def test_rollback_playbook(run_playbook, kubectl, namespace, two_revisions):
     two_revisions(namespace)
     extra = {"daemonset_namespace": namespace, "rollback_to_revision": 1, "rollback_show_revision": 1}

@@ -43,6 +43,7 @@ from ansible_collections.kubeops.daemonset.plugins.module_utils._template import
     templates_equal,
     to_yaml,
 )
+from ansible_collections.kubeops.daemonset.plugins.module_utils._unhealthy import dead_targets, verdict
 from ansible_collections.kubeops.daemonset.plugins.module_utils._values import (
     counted_names,
     http_date_time,
@@ -159,7 +160,7 @@ class BatchRollout:
         planned = copy.deepcopy(daemonset)
         planned["spec"]["template"] = desired
         target = current_revision(planned, revisions)  # None: the controller will create it
-        nodes = eligible_nodes(planned, self.api.list_items("nodes", None))
+        nodes, skipped = self.plan_nodes(planned)
         specs, nodes = _canary.spread(specs, nodes, self.params["topology_key"])
         by_node = self.pods_by_node(daemonset, 0)
         if state is None:
@@ -168,7 +169,7 @@ class BatchRollout:
             state = _batch.new_state(daemonset, previous, utcnow().isoformat(timespec="seconds"), baseline)
         plan = self.plan(specs, nodes, by_node, target and revision_hash(target))
         self.say_plan(plan, state, target, in_progress)
-        result = dict(self.result("planned", plan, state, target), owners=owners)
+        result = dict(self.result("planned", plan, state, target), owners=owners, skipped_nodes=skipped)
         if self.request.diff and template_changes:
             result["diff"] = {"before": to_yaml(live), "after": to_yaml(desired)}
         if not template_changes and not in_progress and not plan["pending"]:
@@ -188,6 +189,23 @@ class BatchRollout:
         self.count = len(plan["batches"])
         key = self.params["topology_key"]
         return _canary.annotate_spread(plan, nodes, key) if key and nodes else plan
+
+    def plan_nodes(self, planned: Obj) -> tuple[list[Obj], list[Obj]]:
+        """The nodes to plan over, and the dead ones left out within ``unhealthy_node_budget`` (RequestError over
+        it: nothing is written)."""
+        every_node = self.api.list_items("nodes", None)
+        dead = dead_targets(planned, every_node)
+        names = {entry["node"] for entry in dead}
+        nodes = [node for node in eligible_nodes(planned, every_node) if node["metadata"]["name"] not in names]
+        if not dead:
+            return nodes, []
+        judged = verdict({"targets": len(nodes) + len(dead), "pending": [], "skipped": dead, "max_unavailable": None},
+                         self.params["unhealthy_node_budget"])  # fmt: skip
+        if judged["over"]:
+            raise RequestError(f"{judged['line']}: nothing was changed; repair or delete them, or raise the budget")
+        self.say(f"{self.what}: {judged['line']}", plan=True)
+        self.request.warn(f"{self.what}: the plan leaves out {judged['line']}")
+        return nodes, dead
 
     def say_plan(self, plan: Obj, state: Obj, target: Obj | None, in_progress: bool) -> None:
         if in_progress:

@@ -2,7 +2,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""The reads every operation starts from: a DaemonSet with its revisions, and its pods.
+"""The reads every operation starts from: a DaemonSet with its revisions, and its pods; the nodes a rollout leaves
+behind.
 
 Floor 2 (I/O).
 """
@@ -10,8 +11,15 @@ Floor 2 (I/O).
 from __future__ import annotations
 
 from ansible_collections.kubeops.daemonset.plugins.module_utils._client import Api
-from ansible_collections.kubeops.daemonset.plugins.module_utils._history import owned_revisions
-from ansible_collections.kubeops.daemonset.plugins.module_utils._objects import Obj, owned_by, selector_query
+from ansible_collections.kubeops.daemonset.plugins.module_utils._history import current_hash, owned_revisions
+from ansible_collections.kubeops.daemonset.plugins.module_utils._objects import (
+    Obj,
+    owned_by,
+    selector_query,
+    troubled_node_names,
+)
+from ansible_collections.kubeops.daemonset.plugins.module_utils._unhealthy import left_behind
+from ansible_collections.kubeops.daemonset.plugins.module_utils._values import http_date_time, utcnow
 
 
 def revisions_of(api: Api, daemonset: Obj) -> list[Obj]:
@@ -30,3 +38,14 @@ def pods_of(api: Api, daemonset: Obj) -> list[Obj]:
     """The DaemonSet's pods (its selector, then its owner UID)."""
     selector = selector_query(daemonset["spec"]["selector"])
     return owned_by(daemonset, api.list_items("pods", daemonset["metadata"]["namespace"], selector))
+
+
+def nodes_left_behind(api: Api, daemonset: Obj) -> Obj | None:
+    """``_unhealthy.left_behind`` for DAEMONSET, or None when every node is Ready and schedulable - what one compact
+    table of the nodes says, so a healthy cluster costs one small request whatever its size."""
+    if not troubled_node_names(api.list_table("nodes", None)):
+        return None
+    nodes = api.list_items("nodes", None)
+    pods = api.list_items("pods", daemonset["metadata"]["namespace"], selector_query(daemonset["spec"]["selector"]))
+    now = http_date_time(api.server_date) or utcnow()  # the server's clock, as minReadySeconds is counted there
+    return left_behind(daemonset, nodes, pods, current_hash(daemonset, revisions_of(api, daemonset)), now)

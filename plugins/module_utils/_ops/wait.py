@@ -27,7 +27,7 @@ from ansible_collections.kubeops.daemonset.plugins.module_utils._objects import 
     annotations,
     selector_query,
 )
-from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.read import revisions_of
+from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.read import nodes_left_behind, revisions_of
 from ansible_collections.kubeops.daemonset.plugins.module_utils._rollout import (
     ON_DELETE,
     failure_message,
@@ -36,10 +36,14 @@ from ansible_collections.kubeops.daemonset.plugins.module_utils._rollout import 
     rollout_status,
 )
 from ansible_collections.kubeops.daemonset.plugins.module_utils._runner import Request
+from ansible_collections.kubeops.daemonset.plugins.module_utils._unhealthy import verdict
 from ansible_collections.kubeops.daemonset.plugins.module_utils._values import rfc3339, utcnow
 from ansible_collections.kubeops.daemonset.plugins.module_utils._watch import watch_until
 
 FAILED_OUTCOMES = ("timeout", "progress_deadline", "not_found", "deleted", "superseded")
+# How often the nodes are read again while unhealthy nodes may hold a rollout back (one small table when all are
+# healthy; nodes, pods and revisions when some are not).
+NODE_CHECK_SECONDS = 10.0
 
 
 def template_generation(daemonset: Obj) -> int | None:
@@ -60,26 +64,73 @@ class RolloutWait:
     moving (``_rollout.progress_key``) before giving up early. ON_DELETE: ``wait`` (OnDelete DaemonSets are waited
     for like any other) or ``report`` (return at once). TEMPLATE_GENERATION: the template this wait is for (what
     a write of the caller produced); when another writer changes the template meanwhile the wait fails as
-    ``superseded`` instead of reporting someone else's rollout as its own. ON_MESSAGE(status) is called with each
-    new kubectl message, as it is observed.
+    ``superseded`` instead of reporting someone else's rollout as its own. UNHEALTHY_NODE_BUDGET: how many
+    NotReady, unreachable or cordoned nodes (a count or a percentage) the rollout may leave behind
+    (``_unhealthy``). ON_MESSAGE(status) is called with each new kubectl message, as it is observed, and ON_NOTE with
+    each new line about unhealthy nodes.
     """
 
     def __init__(self, api: Api, namespace: str, name: str, *, timeout: float, on_delete: str,
                  progress_deadline: float | None = None, template_generation: int | None = None,
-                 on_message: t.Callable[[Obj], None] | None = None,
+                 unhealthy_node_budget: int | str = 0, on_message: t.Callable[[Obj], None] | None = None,
+                 on_note: t.Callable[[str], None] | None = None,
                  clock: t.Callable[[], float] = time.monotonic) -> None:  # fmt: skip
         self.api, self.namespace, self.name = api, namespace, name
         self.timeout, self.progress_deadline, self.on_delete = timeout, progress_deadline, on_delete
         self.expected_generation, self.on_message, self.clock = template_generation, on_message, clock
+        self.budget, self.on_note = unhealthy_node_budget, on_note
         self.start = self.progress_at = clock()
         self.timeline: list[Obj] = []
         self.daemonset: Obj | None = None
         self.status: Obj | None = None
         self.outcome: str | None = None
+        self.nodes: Obj | None = None  # the last _unhealthy.left_behind (None: every node healthy, or not read)
+        self.node_verdict: Obj | None = None
+        self.checked: tuple[float, tuple[int, ...]] | None = None  # when the nodes were read, for which status
+        self.node_notes: list[str] = []
 
     def deadline(self) -> float:
         end = self.start + self.timeout
         return min(end, self.progress_at + self.progress_deadline) if self.progress_deadline else end
+
+    def _wake_at(self) -> float:
+        """The deadline, or earlier when the nodes are due to be read again."""
+        if self.checked is None or self.outcome is not None or not self._may_finish(self.status):
+            return self.deadline()
+        return min(self.deadline(), self.checked[0] + NODE_CHECK_SECONDS)
+
+    def _may_finish(self, status: Obj | None) -> bool:
+        """kubectl says done, or the pods still missing could all be on nodes the budget lets the rollout skip."""
+        if status is None or status["done"]:
+            return status is not None
+        missing = status["desired"] - min(status["updated"], status["available"])
+        bound = status["desired"] if isinstance(self.budget, str) else self.budget  # a percentage: judged exactly
+        return bool(self.budget) and status["observed"] and 0 < missing <= bound
+
+    def _complete(self, status: Obj) -> bool:
+        """kubectl's rule, unless unhealthy nodes the DaemonSet targets lack the new pod: then they must fit the
+        budget and every healthy target node must run an updated, available pod."""
+        if not self._may_finish(status):
+            return False
+        fresh = self.checked and self.checked[1] == progress_key(status)
+        if not fresh or self.clock() - self.checked[0] >= NODE_CHECK_SECONDS:
+            self._read_nodes(status)
+        if self.nodes is None:
+            return status["done"]
+        return self.node_verdict["done"] or (status["done"] and not self.nodes["skipped"])
+
+    def _read_nodes(self, status: Obj) -> None:
+        self.checked = (self.clock(), progress_key(status))
+        found = self.api.optional(lambda: [nodes_left_behind(self.api, self.daemonset)], self.node_notes,
+                                  "unhealthy nodes not checked")  # fmt: skip
+        self.nodes = found[0] if found else None
+        judged = verdict(self.nodes, self.budget) if self.nodes else None
+        line = judged["line"] if judged else None
+        if line and line != (self.node_verdict or {}).get("line"):
+            self.timeline.append({"time": rfc3339(utcnow(), milliseconds=True), "message": line})
+            if self.on_note:
+                self.on_note(line)
+        self.node_verdict = judged
 
     def _observe(self, daemonset: Obj | None) -> bool:
         """Take one state of the DaemonSet; True when the wait is over (``outcome`` says why)."""
@@ -97,7 +148,7 @@ class RolloutWait:
         generation = template_generation(daemonset)
         if self.expected_generation is not None and generation is not None and generation != self.expected_generation:
             self.outcome = "superseded"
-        elif status["done"]:
+        elif self._complete(status):
             self.outcome = "complete"
         elif status["strategy"] == ON_DELETE and self.on_delete == "report":
             self.outcome = "on_delete"
@@ -107,9 +158,14 @@ class RolloutWait:
 
     def run(self) -> Obj:
         """Wait; the result for exit_json/fail_json (see the RETURN of ds_rollout_wait)."""
-        if not watch_until(self.api, "daemonsets", self.namespace, self.name, self._observe, self.deadline, self.clock):
-            overall = self.clock() >= self.start + self.timeout
-            self.outcome = "timeout" if overall or not self.progress_deadline else "progress_deadline"
+        while not watch_until(self.api, "daemonsets", self.namespace, self.name, self._observe, self._wake_at,
+                              self.clock):  # fmt: skip
+            if self.clock() >= self.deadline():
+                overall = self.clock() >= self.start + self.timeout
+                self.outcome = "timeout" if overall or not self.progress_deadline else "progress_deadline"
+                break
+            if self._observe(self.daemonset):  # the nodes were due to be read again
+                break
         self.api.deadline = None  # the report's reads get their own time
         return self._result()
 
@@ -135,6 +191,12 @@ class RolloutWait:
                                       "revision not reported")  # fmt: skip
         current = current_revision(self.daemonset, revisions) if revisions is not None else None
         result["revision"] = revision_ref(current)
+        result["warnings"].extend(self.node_notes)
+        skipped = (self.nodes or {}).get("skipped") or []
+        result["skipped_nodes"] = skipped if self.outcome == "complete" else []
+        if result["skipped_nodes"]:
+            result["message"] = f'daemon set "{self.name}" successfully rolled out on every healthy node'
+            result["warnings"].append(f"{what}: rolled out, leaving {self.node_verdict['line']}")
         if self.outcome == "superseded":
             result["msg"] = (
                 f"{what}: the pod template was changed by another writer during the wait (template generation "
@@ -162,6 +224,12 @@ class RolloutWait:
         events = self.api.optional(lambda: self.api.list_items("events", self.namespace, field_selector="type=Warning"),
                                    errors, best_effort=True)  # fmt: skip
         blockers = rollout_blockers(self.daemonset, pods or [], events or [], current_hash)
+        found = self.api.optional(lambda: [nodes_left_behind(self.api, self.daemonset)], errors, best_effort=True)
+        if found and found[0] and found[0]["skipped"]:  # named first: no pod problem is theirs to fix
+            blockers["unhealthy_nodes"] = found[0]["skipped"]
+            line = verdict(found[0], self.budget)["line"]
+            blockers["summary"] = f"{line}; {blockers['summary']}" if blockers["pod_problems"] else line
+            blockers["unhealthy_nodes_only"] = not blockers["pod_problems"]  # a rollback would not help
         if not self.status["observed"]:
             blockers["summary"] = (
                 f"the DaemonSet controller has not observed generation {self.status['generation']} (observed "
@@ -174,7 +242,7 @@ class RolloutWait:
 
 def wait_for_write(request: Request, api: Api, namespace: str, name: str, written: Obj | None,
                    timeout: float | None = None) -> Obj:  # fmt: skip
-    """The rollout after a module's write, with its options ``wait_timeout`` and ``wait_progress_deadline``.
+    """The rollout after a module's write, with its options of ``_runner.WAIT_ARG_SPEC``.
 
     WRITTEN is the DaemonSet the write returned (the wait is for its template: another writer's supersedes it), or
     None when nothing was written. In check mode nothing was written: the status is read once.
@@ -185,7 +253,8 @@ def wait_for_write(request: Request, api: Api, namespace: str, name: str, writte
         timeout=0 if request.check_mode else params["wait_timeout"] if timeout is None else timeout,
         progress_deadline=params.get("wait_progress_deadline"),
         template_generation=None if request.check_mode or written is None else template_generation(written),
-        on_message=lambda status: request.say(status["message"]),
+        unhealthy_node_budget=params["unhealthy_node_budget"],
+        on_message=lambda status: request.say(status["message"]), on_note=request.say,
     ).run()  # fmt: skip
     request.warnings.extend(rollout.pop("warnings"))
     return rollout

@@ -1,9 +1,10 @@
 // Command kube is a multi-call binary holding the real upstream Kubernetes
-// components the test cluster runs: one link instead of four.
-// Usage: kube <kube-apiserver|kube-controller-manager|kube-scheduler|kubectl> [flags...]
+// components the test cluster runs: one link instead of five.
+// Usage: kube <kube-apiserver|kube-controller-manager|kube-scheduler|kubelet|kubectl> [flags...]
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,12 +15,14 @@ import (
 	apiserver "k8s.io/kubernetes/cmd/kube-apiserver/app"
 	controllermanager "k8s.io/kubernetes/cmd/kube-controller-manager/app"
 	scheduler "k8s.io/kubernetes/cmd/kube-scheduler/app"
+	kubelet "k8s.io/kubernetes/cmd/kubelet/app"
 )
 
 var commands = map[string]func() *cobra.Command{
 	"kube-apiserver":          apiserver.NewAPIServerCommand,
 	"kube-controller-manager": func() *cobra.Command { return controllermanager.NewControllerManagerCommand() },
 	"kube-scheduler":          func() *cobra.Command { return scheduler.NewSchedulerCommand() },
+	"kubelet":                 func() *cobra.Command { return kubelet.NewKubeletCommand(context.Background()) },
 	"kubectl":                 kubectlcmd.NewDefaultKubectlCommand,
 }
 
@@ -31,7 +34,7 @@ func main() {
 	}
 	newCommand, ok := commands[name]
 	if !ok {
-		fmt.Fprintln(os.Stderr, "usage: kube <kube-apiserver|kube-controller-manager|kube-scheduler|kubectl> [flags]")
+		fmt.Fprintln(os.Stderr, "usage: kube <kube-apiserver|kube-controller-manager|kube-scheduler|kubelet|kubectl> [flags]")
 		os.Exit(2)
 	}
 	cmd := newCommand()

@@ -55,6 +55,9 @@ class ScriptedApi:
     def list_items(self, resource, namespace, label_selector=None, field_selector=None):
         return []
 
+    def list_table(self, resource, namespace):  # every node Ready
+        return {"kind": "Table", "columnDefinitions": [{"name": "Name"}, {"name": "Status"}], "rows": []}
+
     optional = Api.optional  # the real rule over the scripted lists
 
     def watch(self, resource, namespace, name, resource_version, timeout_seconds):
