@@ -16,7 +16,8 @@ already running the target revision (``controller-revision-hash``) count as done
 where the last one stopped and a finished rollout plans nothing.
 
 Which nodes are eligible (nodeSelector, required node affinity, taints against tolerations) is decided by
-``_placement.eligible_nodes``, the controller's rule shared with the diagnosis.
+``_placement.eligible_nodes``, the controller's rule shared with the diagnosis. The canary rules (restart budget,
+OOM kills, bake time, topology spread, pods in flight) are ``_canary``'s; the gate applies them.
 
 The rollout's own state (the original update strategy and the revision to roll back to) is kept in one
 annotation on the DaemonSet while the rollout runs, so any later run, from any machine, can resume or roll
@@ -32,6 +33,7 @@ import json
 import math
 import typing as t
 
+from ansible_collections.kubeops.daemonset.plugins.module_utils._canary import Rules, rule_breach, spread_text
 from ansible_collections.kubeops.daemonset.plugins.module_utils._history import revision_hash
 from ansible_collections.kubeops.daemonset.plugins.module_utils._objects import (
     CHANGE_CAUSE,
@@ -44,7 +46,6 @@ from ansible_collections.kubeops.daemonset.plugins.module_utils._objects import 
     pod_target_node,
     pod_terminated,
     pod_terminating,
-    restarts,
     selector_matches,
     selector_query,
 )
@@ -73,6 +74,7 @@ FATAL_REASONS = frozenset(
 )
 
 PASSED, WAITING, FAILED = "passed", "waiting", "failed"
+NO_RESTARTS = Rules()  # the gate's rules unless told: no restart, no OOM kill
 
 
 class BatchError(RequestError):
@@ -151,9 +153,11 @@ def plan_batches(specs: list[Obj], nodes: list[Obj], by_node: dict[str, Obj], ta
     """Which eligible NODES go in which batch, skipping nodes whose pod already runs TARGET_HASH.
 
     Counts and percentages are cumulative targets over all eligible nodes (percentages rounded up, as the
-    controller rounds maxUnavailable); done nodes count towards them, so a batch whose target is already reached
-    is empty. A selector batch takes every pending node it matches. When the list does not reach every node, a
-    final ``100%`` batch is added (spec ``100%, added``), so a plan always ends with all nodes updated.
+    controller rounds maxUnavailable) and at least the spec's ``at_least`` (``_canary.spread``: one node per
+    topology group); done nodes count towards them, so a batch whose target is already reached is empty. NODES
+    are taken in the order given (natural name order, or spread over a topology key). A selector batch takes
+    every pending node it matches. When the list does not reach every node, a final ``100%`` batch is added
+    (spec ``100%, added``), so a plan always ends with all nodes updated.
 
     Returns ``{"total", "done": [names], "batches": [{"batch", "spec", "target", "nodes"}], "pending"}``;
     ``batches`` keeps empty batches (``nodes: []``) so numbering follows the user's list.
@@ -170,6 +174,7 @@ def plan_batches(specs: list[Obj], nodes: list[Obj], by_node: dict[str, Obj], ta
             chosen = [node for node in pending if selector_matches(spec["value"], node["metadata"].get("labels"))]
         else:
             target = spec["value"] if spec["kind"] == "count" else math.ceil(spec["value"] * total / 100)
+            target = max(target, spec.get("at_least", 0))
             chosen = pending[: max(0, min(target, total) - covered)]
         pending = [node for node in pending if node not in chosen]
         covered += len(chosen)
@@ -196,13 +201,20 @@ def plan_lines(plan: Obj, limit: int = 8) -> list[str]:
     """The plan as lines for people: ``batch 2/4 (10%): 4 nodes -> 5 of 50 updated: a, b, c, d``."""
     count = len(plan["batches"])
     lines = [f"{len(plan['done'])} of {plan['total']} eligible nodes already run the target revision"]
+    if plan.get("topology"):
+        topology = plan["topology"]
+        lines.append(f"spread over {topology['key']} ({spread_text(topology['groups'])}): batch 1 takes at least "
+                     f"one node of each of the {plural(len(topology['groups']), 'group')}")  # fmt: skip
     for batch in plan["batches"]:
         head = f"batch {batch['batch']}/{count} ({batch['spec']}): "
         if not batch["nodes"]:
             lines.append(head + f"nothing to do ({batch['target']} of {plan['total']} already updated)")
             continue
         names = ", ".join(batch["nodes"][:limit]) + (", ..." if len(batch["nodes"]) > limit else "")
-        lines.append(head + f"{plural(len(batch['nodes']), 'node')} -> {batch['target']} of {plan['total']}: {names}")
+        spread = f" [{spread_text(batch['spread'])}]" if batch.get("spread") else ""
+        lines.append(
+            head + f"{plural(len(batch['nodes']), 'node')} -> {batch['target']} of {plan['total']}: {names}{spread}"
+        )
     return lines
 
 
@@ -217,47 +229,57 @@ def evaluate_gate(
     now: datetime.datetime,
     baseline: dict[str, int],
     fail_fast: bool = True,
+    rules: Rules = NO_RESTARTS,
 ) -> Obj:
-    """Health of the updated pods on NODE_NAMES: ``{"state": passed|waiting|failed, "reasons", "wait"}``.
+    """Health of the updated pods on NODE_NAMES: ``{"state": passed|waiting|failed, "reasons", "waiting",
+    "healthy": nodes that pass, "wait"}``.
 
     A node passes when its pod runs TARGET_HASH, is Ready and has been for MIN_AVAILABLE_SECONDS (the Ready
-    condition's lastTransitionTime, the controller's availability rule), has no waiting container, and its
-    restart count has not grown since BASELINE (pod UID -> restarts when first seen; see ``record_baseline``).
-    A restart, or with FAIL_FAST a waiting reason that does not heal by itself (FATAL_REASONS: ErrImagePull,
-    CrashLoopBackOff ...), fails the gate at once; anything else keeps it waiting (the caller's timeout then
-    fails it with the reasons). ``wait`` is the number of seconds until the gate could pass at the earliest.
+    condition's lastTransitionTime, the controller's availability rule), has no waiting container, and keeps the
+    canary RULES: no more restarts than the budget (counted from BASELINE, pod UID -> restarts that are older than
+    the rollout, see ``_canary.restart_baseline``; 0 for the rest) and no OOM kill. A breach of the rules, or with
+    FAIL_FAST a waiting reason that does not heal by itself (FATAL_REASONS: ErrImagePull, CrashLoopBackOff while
+    the budget allows no restart ...), fails the gate at once; anything else keeps it waiting (the caller's timeout
+    then fails it with the reasons). ``wait`` is the number of seconds until the gate could pass at the earliest.
     """
-    failed, waiting, wait = [], [], 0.0
+    failed, waiting, healthy, wait = [], [], [], 0.0
     for node in sorted(node_names, key=natural_key):
-        verdict, reason, remaining = _node_health(by_node.get(node), target_hash, min_available_seconds, now, baseline)
+        pod = by_node.get(node)
+        verdict, reason, remaining = _node_health(pod, target_hash, min_available_seconds, now, baseline, rules)
         if verdict == FAILED or (verdict == "fatal" and fail_fast):
             failed.append(f"{node}: {reason}")
         elif verdict != PASSED:
             waiting.append(f"{node}: {reason}")
+        else:
+            healthy.append(node)
         wait = max(wait, remaining)
     if failed:
-        return {"state": FAILED, "reasons": failed, "waiting": waiting, "wait": 0.0}
-    return {"state": WAITING if waiting else PASSED, "reasons": [], "waiting": waiting, "wait": wait}
+        return {"state": FAILED, "reasons": failed, "waiting": waiting, "healthy": healthy, "wait": 0.0}
+    state = WAITING if waiting else PASSED
+    return {"state": state, "reasons": [], "waiting": waiting, "healthy": healthy, "wait": wait}
 
 
 def _node_health(
-    pod: Obj | None, target_hash: str, min_available: int, now: datetime.datetime, baseline: dict[str, int]
-) -> tuple[str, str, float]:
+    pod: Obj | None, target_hash: str, min_available: int, now: datetime.datetime, baseline: dict[str, int],
+    rules: Rules,
+) -> tuple[str, str, float]:  # fmt: skip
     """(verdict, reason, seconds left) for one node: passed, waiting, fatal (fails with fail_fast) or failed."""
     if pod is None:
         return WAITING, "no pod yet (the controller creates it once the old one is gone)", 0.0
     name = pod["metadata"]["name"]
     if pod_hash(pod) != target_hash:
         return WAITING, f"pod {name} still runs revision {pod_hash(pod)}", 0.0
-    grown = restarts(pod) - baseline.get(pod["metadata"]["uid"], restarts(pod))
-    if grown > 0:
-        return FAILED, f"pod {name} restarted {plural(grown, 'time')} during the gate", 0.0
+    breach = rule_breach(pod, rules, baseline)
+    if breach is not None:
+        return FAILED, breach, 0.0
     failure = pod_failure(pod, now)
     if failure is not None:
         detail = f"pod {name} is not Ready: {failure['reason']}" + (
             f" ({failure['message']})" if failure["message"] else ""
         )
-        return ("fatal" if failure["reason"] in FATAL_REASONS else WAITING), detail, 0.0
+        # within a restart budget a crash loop may still heal: the budget decides, not the back-off
+        tolerated = failure["reason"] == "CrashLoopBackOff" and rules.restart_budget > 0
+        return ("fatal" if failure["reason"] in FATAL_REASONS and not tolerated else WAITING), detail, 0.0
     waiting = [
         c for c in (pod.get("status") or {}).get("containerStatuses") or [] if "waiting" in (c.get("state") or {})
     ]
@@ -266,20 +288,10 @@ def _node_health(
         return WAITING, f"pod {name} has a waiting container ({reason})", 0.0
     since = parse_time((pod_condition(pod, "Ready") or {}).get("lastTransitionTime"))
     ready_for = (now - since).total_seconds() if since else float(min_available)
-    if ready_for < min_available:
+    if min_available > 0 and ready_for < min_available:  # 0: Ready is enough, whatever the clocks say
         left = min_available - ready_for
         return WAITING, f"pod {name} Ready for {ready_for:.0f}s of {min_available}s", left
     return PASSED, "", 0.0
-
-
-def record_baseline(baseline: dict[str, int], by_node: dict[str, Obj], node_names: t.Iterable[str]) -> dict[str, int]:
-    """BASELINE plus the restart count of every pod on NODE_NAMES seen for the first time."""
-    updated = dict(baseline)
-    for node in node_names:
-        pod = by_node.get(node)
-        if pod is not None:
-            updated.setdefault(pod["metadata"]["uid"], restarts(pod))
-    return updated
 
 
 def touched_nodes(by_node: dict[str, Obj], target_hash: str, batch_nodes: t.Iterable[str]) -> list[str]:
@@ -311,8 +323,9 @@ def read_state(daemonset: Obj) -> Obj | None:
     return state if isinstance(state, dict) and "strategy" in state else None
 
 
-def new_state(daemonset: Obj, previous: Obj | None, started: str) -> Obj:
-    """The state to keep while the rollout runs: the strategy to restore and the revision to roll back to."""
+def new_state(daemonset: Obj, previous: Obj | None, started: str, baseline: dict[str, int] | None = None) -> Obj:
+    """The state to keep while the rollout runs: the strategy to restore, the revision to roll back to and the
+    restart BASELINE (``_canary.restart_baseline``); ``progress`` (the bake clock, the last verdict) joins later."""
     strategy = daemonset["spec"].get("updateStrategy") or DEFAULT_STRATEGY
     previous_ref = None
     if previous is not None:
@@ -321,7 +334,7 @@ def new_state(daemonset: Obj, previous: Obj | None, started: str) -> Obj:
             "hash": revision_hash(previous),
             "revision": int(previous["revision"]),
         }
-    return {"strategy": strategy, "previous": previous_ref, "started": started}
+    return {"strategy": strategy, "previous": previous_ref, "started": started, "baseline": baseline or {}}
 
 
 def start_patch(template: Obj | None, state: Obj, resource_version: str, change_cause: str | None) -> Obj:

@@ -21,6 +21,11 @@ description:
     from the new template, and every updated pod must pass the health gate before the next batch starts: Ready and
     available for O(min_available_seconds) (the Ready condition's C(lastTransitionTime)), no container restart,
     no waiting container, and the optional O(gate_url) answering 2xx."
+  - "Canary rules, after Datadog's ExtendedDaemonSet: a restart budget (O(restart_budget)) and an OOMKilled check
+    (O(fail_on_oom)) for the new pods, a bake time after each gate (O(bake_seconds), no restart for N seconds),
+    canary nodes spread over a topology key (O(topology_key)), a cap on the pods replaced at once
+    (O(max_in_flight)) and a watched wait between batches (O(pause_seconds)). Each of them stops a bad batch and
+    rolls it back."
   - "On a failed gate it stops, rolls the touched nodes back to the revision that was live before (the
     revision's stored template, as M(kubeops.daemonset.ds_undo) applies it, then deleting the pods on those nodes
     only), restores the original strategy and fails naming the touched nodes and why it stopped. Nodes the rollout
@@ -86,7 +91,8 @@ options:
     description:
       - Fail the gate at once when an updated pod waits with a reason that does not heal by waiting
         (C(ErrImagePull), C(ImagePullBackOff), C(CrashLoopBackOff), C(CreateContainerConfigError) ...), instead
-        of waiting for O(batch_timeout). A container restart always fails the gate at once.
+        of waiting for O(batch_timeout). A restart over O(restart_budget) or an OOM kill always fails the gate at
+        once; within a budget above 0 a C(CrashLoopBackOff) waits (the budget decides).
       - Set V(false) when image pulls may fail transiently (a flaky registry).
     type: bool
     default: true
@@ -98,10 +104,60 @@ options:
     type: str
   pause_seconds:
     description:
-      - Seconds to wait after a passed batch before the next one (time for dashboards and alerts to react).
+      - Seconds to wait after a passed batch (its gate and bake) before the next one (slow start, time for
+        dashboards and alerts to react).
+      - The updated pods are watched meanwhile - a restart over O(restart_budget) or an OOM kill fails the batch
+        that passed last, and it is rolled back. The time it passed is kept in the state annotation, so a resumed
+        run waits only the rest.
       - For a manual approval use O(max_batches) instead (see the notes).
     type: int
     default: 0
+  restart_budget:
+    description:
+      - Container restarts a new pod may have (all its containers together, like ExtendedDaemonSet's
+        C(maxRestarts)) while its batch rolls out, bakes and pauses, and during every later batch. One more
+        stops the rollout and rolls the batch back, naming the pods and nodes.
+      - Restarts count from the pod's creation; for a pod already on the new revision when the rollout starts,
+        from then (that count is kept in the state annotation, so a resumed run counts the same).
+      - V(0) fails a batch at its first restart.
+    type: int
+    default: 0
+  fail_on_oom:
+    description:
+      - Stop and roll back at the first OOMKilled termination of a new pod's container (its C(state) or its
+        C(lastState) C(terminated.reason)), whatever O(restart_budget) allows.
+      - V(false) counts an OOM kill as a restart like any other.
+    type: bool
+    default: true
+  bake_seconds:
+    description:
+      - After a batch passes its gate, its updated pods (and the earlier batches') must stay Ready with no
+        container restart for this many seconds before the batch passes (ExtendedDaemonSet's
+        C(noRestartsDuration)).
+      - A restart within O(restart_budget), or a pod that is not Ready, starts the clock again; a restart over the
+        budget or an OOM kill fails the batch at once; a bake whose clock keeps starting again fails
+        O(batch_timeout) seconds after it was due.
+      - The clock is the API server's (whole seconds), kept in the state annotation, so a resumed run goes on
+        with the bake where it stopped. V(0) - no bake.
+    type: int
+    default: 0
+  topology_key:
+    description:
+      - A node label, for example V(topology.kubernetes.io/zone), to spread the batches over. The first batch
+        takes at least one node of each value (V(1) with 3 zones becomes 3 nodes); every count or percentage batch
+        takes nodes of each value in proportion to their number. Nodes without the label form one group of their
+        own, shown as C((none)).
+      - Fails before anything is written when no eligible node has the label (a misspelt key), or when the first
+        batch is a selector.
+    type: str
+  max_in_flight:
+    description:
+      - Within a batch, replace at most this many pods at a time (slow start). The next old pod is deleted only
+        when fewer than this many replaced pods are still on their way to healthy (Ready for
+        O(min_available_seconds)); a gate failure stops the batch before its remaining old pods are deleted, and
+        those nodes stay untouched. O(batch_timeout) then counts from the last deletion.
+      - Unset, all old pods of a batch are deleted at once.
+    type: int
   rollback_on_failure:
     description:
       - Roll the touched nodes back when a gate fails (see the description).
@@ -177,6 +233,19 @@ EXAMPLES = r"""
     gate_url: https://agent-health.example.com/healthz
     pause_seconds: 60
 
+- name: Canary rules - one node per zone first, a 60s bake per batch, 2 restarts allowed, 5 pods at a time
+  kubeops.daemonset.ds_batch_rollout:
+    name: node-agent
+    namespace: monitoring
+    images:
+      agent: registry.example.com/node-agent:2.4.0
+    batches: [1, "25%", "100%"]
+    topology_key: topology.kubernetes.io/zone
+    bake_seconds: 60
+    restart_budget: 2
+    max_in_flight: 5
+    pause_seconds: 120
+
 - name: Show only the plan (which nodes in which batch); nothing is changed
   kubeops.daemonset.ds_batch_rollout:
     name: fluentd-elasticsearch
@@ -233,9 +302,16 @@ plan:
       type: int
     batches:
       description:
-        - One entry per batch - C(batch) (number), C(spec) (as given), C(target) (nodes updated after it), C(nodes).
+        - One entry per batch - C(batch) (number), C(spec) (as given), C(target) (nodes updated after it), C(nodes),
+          and with O(topology_key) C(spread) (nodes per label value).
       type: list
       elements: dict
+    topology:
+      description:
+        - With O(topology_key) - C(key) and C(groups), the eligible nodes per label value (C((none)) for nodes
+          without the label).
+      type: dict
+      returned: when O(topology_key) is set
   sample:
     total: 50
     done: []
@@ -256,18 +332,22 @@ batches:
       description: The batch as given.
       type: str
     nodes:
-      description: Nodes whose pod was replaced.
+      description:
+        - Nodes whose pod this run replaced (empty for a batch an earlier run started and this one finished).
       type: list
       elements: str
     gate:
-      description: V(passed) or V(failed).
+      description: V(passed) (gate and bake) or V(failed).
+      type: str
+    phase:
+      description: Where it failed - V(gate), V(bake) or V(pause) (the pause after it); null when it passed.
       type: str
     reasons:
-      description: Why the gate failed (per node), empty when it passed.
+      description: Why it failed (per node, naming the pod), empty when it passed.
       type: list
       elements: str
     elapsed:
-      description: Seconds from deleting the old pods to the gate's verdict.
+      description: Seconds from deleting the old pods to the verdict.
       type: float
 touched_nodes:
   description: Nodes this run replaced a pod on (and rolled back, after a failed gate).
@@ -334,6 +414,7 @@ import typing as t
 import urllib.parse
 
 from ansible_collections.kubeops.daemonset.plugins.module_utils._batch import parse_batches
+from ansible_collections.kubeops.daemonset.plugins.module_utils._canary import check_topology
 from ansible_collections.kubeops.daemonset.plugins.module_utils._objects import RequestError
 from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.batch import batch_rollout
 from ansible_collections.kubeops.daemonset.plugins.module_utils._runner import (
@@ -360,14 +441,21 @@ ARGUMENT_SPEC = {
     "rollback_on_failure": {"type": "bool", "default": True},
     "max_batches": {"type": "int"},
     **NODE_BUDGET_ARG_SPEC,
+    "restart_budget": {"type": "int", "default": 0},
+    "fail_on_oom": {"type": "bool", "default": True},
+    "bake_seconds": {"type": "int", "default": 0},
+    "topology_key": {"type": "str", "no_log": False},
+    "max_in_flight": {"type": "int"},
 }
 SPEC_RULES = {"mutually_exclusive": [("template", "images")]}
 
 
 def check(params: dict[str, t.Any]) -> None:
-    at_least(params, 0, "min_available_seconds", "batch_timeout", "pause_seconds")
-    at_least(params, 1, "max_batches")
-    parse_batches(params["batches"])
+    at_least(params, 0, "min_available_seconds", "batch_timeout", "pause_seconds", "restart_budget", "bake_seconds")
+    at_least(params, 1, "max_batches", "max_in_flight")
+    specs = parse_batches(params["batches"])
+    if params["topology_key"] is not None:
+        check_topology(params["topology_key"], specs)
     check_node_budget(params)
     url = urllib.parse.urlsplit(params["gate_url"] or "")
     if params["gate_url"] is not None and (url.scheme not in ("http", "https") or not url.netloc):

@@ -6,8 +6,12 @@ strategy, annotations and resourceVersion); nothing is mocked.
 
 from __future__ import annotations
 
+import datetime
 import http.server
 import json
+import os
+import signal
+import subprocess
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -266,3 +270,240 @@ def test_dead_nodes_are_left_out_within_the_budget_and_refused_over_it(
     assert [(s["node"], s["trouble"]) for s in done["skipped_nodes"]] == [(dead, "NotReady")]
     assert any(dead in warning for warning in done["warnings"])
     assert sorted(done["touched_nodes"]) == sorted(nodes[:-1])
+
+
+# --- canary rules ------------------------------------------------------------------------------
+# The test cluster's KWOK stages (tests/cluster/kwok-stages.yaml.tmpl): `crashloop` never gets Ready and restarts
+# every 9-14 s (exit 1, then a CrashLoopBackOff back-off); `restart-once:after-Ns` gets Ready and restarts once N
+# seconds later; `oomkilled:after-Ns` gets Ready, is OOMKilled N seconds later and restarts.
+CRASHLOOP = "example.invalid/crashloop:1"
+ZONE = "topology.kubernetes.io/zone"
+
+
+def restart_once(seconds: int) -> str:
+    return f"example.invalid/restart-once:after-{seconds}s"
+
+
+def canary_args(namespace: str, image: str, **extra: Any) -> dict[str, Any]:
+    return {**args(namespace, images={CONTAINER: image}, batches=[1, "100%"], min_available_seconds=1), **extra}
+
+
+def assert_rolled_back(kubectl, namespace: str, result: dict[str, Any], old_pods: dict, touched: list[str]) -> None:
+    """RESULT rolled TOUCHED back (to the old revision, Ready) and left every other node's pod as it was."""
+    assert result["failed"] is True, result
+    assert result["outcome"] == "rolled_back", result["msg"]
+    assert sorted(result["touched_nodes"]) == sorted(touched)
+    assert result["rollback"]["complete"] is True
+    after = pods_on_nodes(kubectl, namespace)
+    old_hash = next(iter(old_pods.values()))[1]
+    assert {rev for _uid, rev in after.values()} == {old_hash}
+    untouched = [node for node in old_pods if node not in touched]
+    assert {node: after[node] for node in untouched} == {node: old_pods[node] for node in untouched}
+    live = daemonset(kubectl, namespace)
+    assert live["spec"]["updateStrategy"] == STRATEGY
+    assert STATE_ANNOTATION not in live["metadata"].get("annotations", {})
+
+
+def test_canary_restart_budget_stops_a_crash_loop_over_it(kubectl, namespace, make_fleet, run_module):
+    nodes = make_fleet(3)
+    old_pods = pods_on_nodes(kubectl, namespace)
+    failed = run_module("ds_batch_rollout", canary_args(namespace, CRASHLOOP, restart_budget=1, batch_timeout=90))
+    assert_rolled_back(kubectl, namespace, failed, old_pods, nodes[:1])
+    assert "batch 1 (1) failed its gate" in failed["msg"]
+    assert f"{nodes[0]}: pod {NAME}-" in failed["msg"]  # the node and the pod are named
+    assert "restarted 2 times (restart_budget 1)" in failed["msg"]  # CrashLoopBackOff waited for the budget
+    assert failed["batches"][0]["phase"] == "gate"
+
+
+def test_canary_bake_catches_a_restart_after_the_gate(kubectl, namespace, make_fleet, run_module):
+    nodes = make_fleet(3)
+    old_pods = pods_on_nodes(kubectl, namespace)
+    failed = run_module("ds_batch_rollout", canary_args(namespace, restart_once(4), bake_seconds=12))
+    assert_rolled_back(kubectl, namespace, failed, old_pods, nodes[:1])
+    assert "batch 1 (1) failed its bake" in failed["msg"]
+    assert "restarted 1 time (restart_budget 0)" in failed["msg"]
+    assert [(batch["gate"], batch["phase"]) for batch in failed["batches"]] == [("failed", "bake")]
+    assert any("gate passed" in line for line in failed["log"])  # the gate alone would have let it through
+    assert any(line.endswith("baking 12s: no restart and no unready pod allowed (restart_budget 0)")
+               for line in failed["log"])  # fmt: skip
+
+
+def test_canary_restart_within_budget_starts_the_bake_clock_again(kubectl, namespace, make_fleet, run_module):
+    nodes = make_fleet(2)
+    done = run_module("ds_batch_rollout", canary_args(namespace, restart_once(4), bake_seconds=8, restart_budget=1))
+    assert done.get("failed") is not True, done.get("msg")
+    assert done["outcome"] == "complete"
+    assert [batch["gate"] for batch in done["batches"]] == ["passed", "passed"]
+    resets = [
+        line for line in done["log"] if "the bake clock starts again (1 restart within the restart budget)" in line
+    ]
+    assert len(resets) == 2  # one per batch: each new pod restarted once, 4s after it was Ready
+    assert all(batch["elapsed"] >= 12 for batch in done["batches"])  # 4s to the restart, then 8s without one
+    pods = json.loads(kubectl("get", "pods", "-o", "json", namespace=namespace).stdout)["items"]
+    assert sorted(pod["status"]["containerStatuses"][0]["restartCount"] for pod in pods) == [1] * len(nodes)
+
+
+def test_canary_oom_kill_fails_whatever_the_budget(kubectl, namespace, make_fleet, run_module):
+    nodes = make_fleet(3)
+    old_pods = pods_on_nodes(kubectl, namespace)
+    oom = "example.invalid/oomkilled:after-2s"
+    failed = run_module(
+        "ds_batch_rollout", dict(canary_args(namespace, oom, restart_budget=5), min_available_seconds=8)
+    )
+    assert_rolled_back(kubectl, namespace, failed, old_pods, nodes[:1])
+    assert "batch 1 (1) failed its gate" in failed["msg"]
+    assert f"{nodes[0]}: pod {NAME}-" in failed["msg"]
+    assert f"container {CONTAINER} OOMKilled" in failed["msg"]
+
+
+def test_canary_pause_watches_the_updated_pods(kubectl, namespace, make_fleet, run_module):
+    nodes = make_fleet(3)
+    old_pods = pods_on_nodes(kubectl, namespace)
+    failed = run_module("ds_batch_rollout", canary_args(namespace, restart_once(5), pause_seconds=15))
+    assert_rolled_back(kubectl, namespace, failed, old_pods, nodes[:1])  # batch 2 never started
+    assert "batch 1 (1) failed during the pause after it" in failed["msg"]
+    assert "restarted 1 time (restart_budget 0)" in failed["msg"]
+    assert [(batch["batch"], batch["phase"]) for batch in failed["batches"]] == [(1, "pause")]
+    assert any(line.startswith("pausing 15s before batch 2/2 (100%)") for line in failed["log"])
+
+
+def test_canary_topology_spread_first_batch_covers_each_zone(kubectl, namespace, make_fleet, run_module):
+    nodes = make_fleet(7)
+    zones = {
+        nodes[0]: "zone-a",
+        nodes[1]: "zone-a",
+        nodes[2]: "zone-a",
+        nodes[3]: "zone-b",
+        nodes[4]: "zone-b",
+        nodes[5]: "zone-c",
+    }  # fmt: skip  (nodes[6] has no zone: a group of its own)
+    for node, zone in zones.items():
+        kubectl("label", "node", node, f"{ZONE}={zone}")
+    before = daemonset(kubectl, namespace)["metadata"]["resourceVersion"]
+    old_pods = pods_on_nodes(kubectl, namespace)
+    spread = dict(canary_args(namespace, CRASHLOOP), batches=[1, "50%", "100%"], topology_key=ZONE)
+
+    planned = run_module("ds_batch_rollout", spread, check=True)
+    assert planned["outcome"] == "planned", planned.get("msg")
+    first = planned["plan"]["batches"][0]
+    assert first["nodes"] == [nodes[0], nodes[3], nodes[5], nodes[6]]  # one node of each zone, and the unlabelled
+    assert first["spread"] == {"zone-a": 1, "zone-b": 1, "zone-c": 1, "(none)": 1}
+    assert planned["plan"]["topology"] == {"key": ZONE, "groups": {"zone-a": 3, "zone-b": 2, "zone-c": 1, "(none)": 1}}
+    assert any("[zone-a 1, zone-b 1, zone-c 1, (none) 1]" in line for line in planned["plan_lines"])
+    assert daemonset(kubectl, namespace)["metadata"]["resourceVersion"] == before
+    assert pods_on_nodes(kubectl, namespace) == old_pods
+
+    failed = run_module("ds_batch_rollout", spread)
+    assert_rolled_back(kubectl, namespace, failed, old_pods, first["nodes"])
+    assert failed["untouched_nodes"] == [nodes[1], nodes[4], nodes[2]]  # the plan's order: zones in proportion
+
+
+def test_canary_max_in_flight_replaces_a_few_pods_at_a_time(kubectl, namespace, make_fleet, run_module):
+    nodes = make_fleet(5)
+    old_pods = pods_on_nodes(kubectl, namespace)
+    one_at_a_time = dict(args(namespace, images={CONTAINER: MISSING}), batches=[4, "100%"], max_in_flight=1)
+    failed = run_module("ds_batch_rollout", one_at_a_time)
+    assert_rolled_back(kubectl, namespace, failed, old_pods, nodes[:1])  # the other 3 of the batch kept their pods
+    assert failed["batches"][0]["nodes"] == nodes[:1]
+
+    done = run_module("ds_batch_rollout", canary_args(namespace, GOOD, batches=[4, "100%"], max_in_flight=2))
+    assert done.get("failed") is not True, done.get("msg")
+    assert any(line.endswith("2 of 4 replaced (max_in_flight 2)") for line in done["log"])
+    listed = json.loads(kubectl("get", "pods", "-o", "json", namespace=namespace).stdout)["items"]
+    pods = {pod["spec"]["nodeName"]: pod for pod in listed}
+    ready = sorted(next(c["lastTransitionTime"] for c in pods[node]["status"]["conditions"] if c["type"] == "Ready")
+                   for node in nodes[:2])  # fmt: skip
+    # the third and fourth pods were created only once a pod of the first two was healthy (and the batch's fifth
+    # node, in batch 2, after the whole batch)
+    assert all(pods[node]["metadata"]["creationTimestamp"] >= ready[0] for node in nodes[2:4])
+
+
+def start_module(ansible_env: dict[str, str], module_args: dict[str, Any]) -> subprocess.Popen:
+    """ds_batch_rollout in the background, in a session of its own (so it can be killed with all its processes)."""
+    cmd = ["ansible", "localhost", "-c", "local", "-i", "localhost,", "-m", "kubeops.daemonset.ds_batch_rollout",
+           "-a", json.dumps(module_args)]  # fmt: skip
+    return subprocess.Popen(cmd, env=ansible_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # fmt: skip
+
+
+def kill_when_baking(kubectl, namespace: str, proc: subprocess.Popen, eventually, baked: float = 0) -> dict:
+    """Kill PROC (the whole session, like a lost AWX job) once its bake has run BAKED seconds; the state it left."""
+
+    def baking() -> dict | None:
+        annotations = daemonset(kubectl, namespace)["metadata"].get("annotations", {})
+        progress = json.loads(annotations.get(STATE_ANNOTATION, "{}")).get("progress") or {}
+        since = progress.get("since")
+        if progress.get("phase") != "bake" or since is None:
+            return None
+        started = datetime.datetime.fromisoformat(since.replace("Z", "+00:00"))
+        return progress if (datetime.datetime.now(datetime.timezone.utc) - started).total_seconds() >= baked else None
+
+    progress = eventually(baking, timeout=90)
+    assert progress, "the rollout never reached its bake"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return progress
+
+
+def test_canary_bake_and_restart_baseline_survive_an_interrupted_run(
+    kubectl, namespace, make_fleet, run_module, ansible_env, eventually
+):
+    nodes = make_fleet(2)
+    old_pods = pods_on_nodes(kubectl, namespace)
+    late = canary_args(namespace, restart_once(10), bake_seconds=40)
+    kill_when_baking(kubectl, namespace, start_module(ansible_env, late), eventually)
+
+    # the restart comes while no run watches: the resumed run still counts it (new pods count from 0)
+    def restarted() -> bool:
+        pods = json.loads(kubectl("get", "pods", "-o", "json", namespace=namespace).stdout)["items"]
+        return any(status["restartCount"] for pod in pods for status in pod["status"].get("containerStatuses", []))
+
+    assert eventually(restarted, timeout=30)
+    failed = run_module("ds_batch_rollout", late)
+    assert any(line.startswith("continuing the bake of batch 1 (1) started") for line in failed["log"])
+    assert_rolled_back(kubectl, namespace, failed, old_pods, nodes[:1])
+    assert "batch 1 (1) failed its bake" in failed["msg"]
+    assert "restarted 1 time (restart_budget 0)" in failed["msg"]
+
+
+def test_canary_resumed_bake_goes_on_with_its_clock(
+    kubectl, namespace, make_fleet, run_module, ansible_env, eventually
+):
+    make_fleet(2)
+    good = canary_args(namespace, GOOD, bake_seconds=20)
+    progress = kill_when_baking(kubectl, namespace, start_module(ansible_env, good), eventually, baked=6)
+    resumed = run_module("ds_batch_rollout", good)
+    assert resumed.get("failed") is not True, resumed.get("msg")
+    assert resumed["outcome"] == "complete"
+    assert f"continuing the bake of batch 1 (1) started {progress['started']}" in resumed["log"]
+    first = resumed["batches"][0]
+    assert (first["batch"], first["nodes"], first["gate"]) == (1, [], "passed")  # finished here, replaced earlier
+    assert first["elapsed"] <= 16  # the rest of the 20 s, not a new bake
+    assert resumed["batches"][1]["elapsed"] >= 20
+
+
+BAD_CANARY_INPUTS = [
+    ({"bake_seconds": -1}, "bake_seconds must be at least 0 (got -1)"),
+    ({"restart_budget": -2}, "restart_budget must be at least 0 (got -2)"),
+    ({"max_in_flight": 0}, "max_in_flight must be at least 1 (got 0)"),
+    ({"topology_key": "zone name"}, "topology_key 'zone name' is not a label key"),
+    ({"topology_key": "example.com/no-such-zone"}, "topology_key 'example.com/no-such-zone': none of the 2 eligible"),
+    (
+        {"topology_key": ZONE, "batches": [{"selector": {"pool": "canary"}}, "100%"]},
+        "batch 1 is a selector pool=canary",
+    ),
+]
+
+
+def test_canary_bad_inputs_change_nothing(kubectl, namespace, make_fleet, run_module):
+    make_fleet(2)
+    before = daemonset(kubectl, namespace)["metadata"]["resourceVersion"]
+    old_pods = pods_on_nodes(kubectl, namespace)
+    for extra, message in BAD_CANARY_INPUTS:
+        for check in (True, False):
+            result = run_module("ds_batch_rollout", dict(canary_args(namespace, GOOD), **extra), check=check)
+            assert result["failed"] is True, result
+            assert message in result["msg"], (extra, result["msg"])
+            assert result["msg"].startswith(f"DaemonSet {namespace}/{NAME}: ")
+    assert daemonset(kubectl, namespace)["metadata"]["resourceVersion"] == before
+    assert pods_on_nodes(kubectl, namespace) == old_pods

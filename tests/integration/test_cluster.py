@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -82,6 +83,42 @@ def test_crashloop_image_never_becomes_ready(namespace, seed_daemonset, apply_ma
         return False
 
     assert eventually(restarting)
+
+
+def test_restart_once_image_restarts_once_and_stays_ready(
+    namespace, seed_daemonset, apply_manifest, wait_rollout, pods_by_node, eventually
+):
+    apply_manifest(seed_daemonset(namespace, image="example.invalid/restart-once:after-2s"))
+    wait_rollout(namespace)
+
+    def restarted() -> list[dict]:
+        return [status for pod in pods_by_node(namespace).values()
+                for status in pod["status"].get("containerStatuses", []) if status["restartCount"]]  # fmt: skip
+
+    statuses = eventually(restarted, timeout=30)
+    assert statuses, "no container restarted"
+    assert statuses[0]["lastState"]["terminated"]["reason"] == "Error"
+    assert statuses[0]["ready"] is True and "running" in statuses[0]["state"]
+    time.sleep(4)  # and only once
+    assert {status["restartCount"] for status in restarted()} == {1}
+
+
+def test_oomkilled_image_is_oom_killed_then_restarts(
+    namespace, seed_daemonset, apply_manifest, pods_by_node, eventually
+):
+    apply_manifest(seed_daemonset(namespace, image="example.invalid/oomkilled:after-1s"))
+    seen: set[tuple[str, str, int]] = set()  # (where, reason, restartCount) over every look
+
+    def both() -> bool:
+        for pod in pods_by_node(namespace).values():
+            for status in pod["status"].get("containerStatuses", []):
+                for where in ("state", "lastState"):
+                    reason = ((status.get(where) or {}).get("terminated") or {}).get("reason")
+                    if reason:
+                        seen.add((where, reason, status["restartCount"]))
+        return {("state", "OOMKilled", 0), ("lastState", "OOMKilled", 1)} <= seen
+
+    assert eventually(both, timeout=30, interval=0.1), seen  # terminated OOMKilled for a second, then restarted
 
 
 def test_scheduler_reports_insufficient_cpu(kubectl, namespace, seed_daemonset, apply_manifest, test_node, eventually):

@@ -2,8 +2,9 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""A node-batch rollout of a vanilla DaemonSet: plan, one start write, batches with health gates, then the end
-(the original strategy back) or a rollback of the touched nodes. The rules are ``_batch``'s.
+"""A node-batch rollout of a vanilla DaemonSet: plan, one start write, batches with health gates, bakes and pauses,
+then the end (the original strategy back) or a rollback of the touched nodes. The rules are ``_batch``'s and
+``_canary``'s (restart budget, OOM kills, bake time, topology spread, pods in flight).
 
 One run at a time: the run claims the rollout in its state annotation and renews the claim while it works, so a
 second run (from anywhere) is refused while the first lives; a run whose controller process is gone stops at
@@ -15,13 +16,14 @@ Floor 2 (I/O sequence).
 from __future__ import annotations
 
 import copy
+import datetime
 import os
 import socket
 import time
 import typing as t
 import uuid
 
-from ansible_collections.kubeops.daemonset.plugins.module_utils import _batch
+from ansible_collections.kubeops.daemonset.plugins.module_utils import _batch, _canary
 from ansible_collections.kubeops.daemonset.plugins.module_utils._client import Api, K8sError
 from ansible_collections.kubeops.daemonset.plugins.module_utils._history import (
     current_revision,
@@ -44,6 +46,7 @@ from ansible_collections.kubeops.daemonset.plugins.module_utils._template import
 from ansible_collections.kubeops.daemonset.plugins.module_utils._unhealthy import dead_targets, verdict
 from ansible_collections.kubeops.daemonset.plugins.module_utils._values import (
     counted_names,
+    http_date_time,
     natural_key,
     plural,
     utcnow,
@@ -53,14 +56,21 @@ from ansible_collections.kubeops.daemonset.plugins.module_utils._watch import wa
 POLL_SECONDS = 0.5
 OBSERVE_SECONDS = 60
 RETRY_SECONDS = 1.0
+PROGRESS_SECONDS = 10  # a progress line at least this often during bakes and pauses
+PAUSE_POLL_SECONDS = 5.0  # a pause only watches for breaches: fewer pod lists than a gate or a bake
+CONFLICT_RETRIES = 5  # state writes read again after a 409 (the controller writes the status meanwhile)
+SHOWN_REASONS = 10
+PHASES = {"gate": "its gate", "bake": "its bake", "pause": "during the pause after it"}
 
 
 class GateFailed(Exception):
-    """A batch failed its health gate; ``reasons`` per node."""
+    """A batch failed its gate, bake or the pause after it (PHASE); ``reasons`` per node, ``nodes`` replaced."""
 
-    def __init__(self, batch: Obj, reasons: list[str]) -> None:
-        super().__init__("; ".join(reasons))
-        self.batch, self.reasons = batch, reasons
+    def __init__(self, batch: Obj, reasons: list[str], phase: str = "gate", nodes: list[str] | None = None) -> None:
+        more = f"; and {len(reasons) - SHOWN_REASONS} more" if len(reasons) > SHOWN_REASONS else ""
+        super().__init__("; ".join(reasons[:SHOWN_REASONS]) + more)
+        self.batch, self.reasons, self.phase = batch, reasons, phase
+        self.nodes = batch["nodes"] if nodes is None else nodes
 
 
 class BatchRollout:
@@ -78,6 +88,9 @@ class BatchRollout:
         self.changed = False
         self.executed: list[Obj] = []
         self.touched: list[str] = []
+        self.rules = _canary.Rules(self.params["restart_budget"], self.params["fail_on_oom"])
+        self.count = 0  # batches in the plan, for "batch 2/4"
+        self.last_passed: Obj = {"batch": 0, "spec": "check", "nodes": []}
 
     # --- reading and saying ------------------------------------------------------------------
 
@@ -97,6 +110,11 @@ class BatchRollout:
 
     def pods_by_node(self, daemonset: Obj, until: float) -> dict[str, Obj]:
         return _batch.pods_by_node(daemonset, self.retrying(lambda: pods_of(self.api, daemonset), until))
+
+    def server_now(self) -> datetime.datetime:
+        """The API server's clock (the last response's Date): bake and pause times in the state annotation use it,
+        so a run resumed from another machine measures them the same way."""
+        return http_date_time(self.api.server_date) or utcnow()
 
     def say(self, line: str, plan: bool = False) -> None:
         (self.plan_lines if plan else self.log).append(line)
@@ -129,14 +147,17 @@ class BatchRollout:
             desired = dry["spec"]["template"]
         template_changes = not templates_equal(live, desired)
         owners = check_owners(self.request, daemonset, "a batch rollout") if template_changes else []
-        if state is None:
-            previous = current_revision(daemonset, revisions) if template_changes else _previous(revisions)
-            state = _batch.new_state(daemonset, previous, utcnow().isoformat(timespec="seconds"))
         planned = copy.deepcopy(daemonset)
         planned["spec"]["template"] = desired
         target = current_revision(planned, revisions)  # None: the controller will create it
         nodes, skipped = self.plan_nodes(planned)
-        plan = _batch.plan_batches(specs, nodes, self.pods_by_node(daemonset, 0), target and revision_hash(target))
+        specs, nodes = _canary.spread(specs, nodes, self.params["topology_key"])
+        by_node = self.pods_by_node(daemonset, 0)
+        if state is None:
+            previous = current_revision(daemonset, revisions) if template_changes else _previous(revisions)
+            baseline = _canary.restart_baseline(by_node, target and revision_hash(target))
+            state = _batch.new_state(daemonset, previous, utcnow().isoformat(timespec="seconds"), baseline)
+        plan = self.plan(specs, nodes, by_node, target and revision_hash(target))
         self.say_plan(plan, state, target, in_progress)
         result = dict(self.result("planned", plan, state, target), owners=owners, skipped_nodes=skipped)
         if self.request.diff and template_changes:
@@ -150,9 +171,15 @@ class BatchRollout:
             return dict(result, changed=True, msg=f"{self.what}: {would}")
         self.can_delete_pods(daemonset)
         daemonset, target, state = self.begin(daemonset, patch if template_changes else None, state, in_progress)
-        plan = _batch.plan_batches(specs, nodes, self.pods_by_node(daemonset, 0), revision_hash(target))
+        plan = self.plan(specs, nodes, self.pods_by_node(daemonset, 0), revision_hash(target))
         result.update(plan=plan, revision=_revisions(state, target))
         return self.run_batches(result, daemonset, plan, state, target)
+
+    def plan(self, specs: list[Obj], nodes: list[Obj], by_node: dict[str, Obj], target_hash: str | None) -> Obj:
+        plan = _batch.plan_batches(specs, nodes, by_node, target_hash)
+        self.count = len(plan["batches"])
+        key = self.params["topology_key"]
+        return _canary.annotate_spread(plan, nodes, key) if key and nodes else plan
 
     def plan_nodes(self, planned: Obj) -> tuple[list[Obj], list[Obj]]:
         """The nodes to plan over, and the dead ones left out within ``unhealthy_node_budget`` (RequestError over
@@ -212,17 +239,28 @@ class BatchRollout:
 
     def renew(self, state: Obj) -> None:
         """Renew this run's claim (every RENEW_SECONDS); stop when another run has taken the rollout over."""
-        if time.monotonic() - self.renewed_at < _batch.RENEW_SECONDS:
+        if time.monotonic() - self.renewed_at >= _batch.RENEW_SECONDS:
+            self.save(state)
+
+    def save(self, state: Obj) -> None:
+        """Write STATE (with a renewed claim) now: the claim, the bake clock and verdicts must survive this run.
+        Conditioned on the resourceVersion read; a conflict (the controller's status writes) reads again."""
+        for attempt in range(CONFLICT_RETRIES):
+            daemonset, _revisions_now = self.read()
+            current = _batch.read_state(daemonset) or {}
+            if (current.get("owner") or {}).get("id") != self.me:
+                raise K8sError(f"{self.what}: another batch rollout took this one over; this run stops here", 409)
+            state["owner"] = _batch.owner_record(self.me, socket.gethostname(), os.getpid(), utcnow())
+            body = _batch.state_patch(state, daemonset["metadata"]["resourceVersion"])
+            try:
+                self.retrying(lambda body=body: self.api.patch("daemonsets", self.namespace, self.name, body),
+                              time.monotonic() + OBSERVE_SECONDS)  # fmt: skip
+            except K8sError as exc:
+                if exc.status != 409 or attempt == CONFLICT_RETRIES - 1:
+                    raise
+                continue
+            self.renewed_at = time.monotonic()
             return
-        daemonset, _revisions_now = self.read()
-        current = _batch.read_state(daemonset) or {}
-        if (current.get("owner") or {}).get("id") != self.me:
-            raise K8sError(f"{self.what}: another batch rollout took this one over; this run stops here", 409)
-        state["owner"] = _batch.owner_record(self.me, socket.gethostname(), os.getpid(), utcnow())
-        self.retrying(lambda: self.api.patch("daemonsets", self.namespace, self.name,
-                                             _batch.state_patch(state, daemonset["metadata"]["resourceVersion"])),
-                      time.monotonic() + OBSERVE_SECONDS)  # fmt: skip
-        self.renewed_at = time.monotonic()
 
     def wait_observed(self) -> Obj:
         seen: Obj = {}
@@ -249,10 +287,10 @@ class BatchRollout:
         todo = [batch for batch in plan["batches"] if batch["nodes"]]
         limit = self.params["max_batches"]
         try:
-            if not todo:  # an interrupted run may have stopped during the last gate: check before finishing
-                self.gate(daemonset, {"batch": 0, "spec": "check", "nodes": []}, updated, target_hash, state)
+            pause = self.resume(daemonset, updated, target_hash, state, last=not todo)
             for position, batch in enumerate(todo, start=1):
-                self.replace_batch(daemonset, batch, updated, target_hash, len(plan["batches"]), state)
+                self.pause(daemonset, updated, target_hash, state, pause, batch)
+                self.replace_batch(daemonset, batch, updated, target_hash, state)
                 updated.extend(batch["nodes"])
                 if position == len(todo):
                     break
@@ -260,7 +298,7 @@ class BatchRollout:
                     left = sum(len(each["nodes"]) for each in todo[position:])
                     return self.ended(result, "paused", f"paused after {limit} batches (max_batches), {left} nodes "
                                                         "left; run again")  # fmt: skip
-                self.pause(state)
+                pause = self.params["pause_seconds"]
         except GateFailed as failure:
             return self.gate_failed(result, failure, state, target_hash)
         self.finish(state)
@@ -268,66 +306,184 @@ class BatchRollout:
         return self.ended(result, "complete", f"{plan['total']} of {plan['total']} nodes on revision "
                                               f"{target['revision']}; strategy {strategy} restored")  # fmt: skip
 
-    def pause(self, state: Obj) -> None:
-        seconds = self.params["pause_seconds"]
-        if seconds:
-            self.say(f"pausing {seconds}s before the next batch")
-            end = time.monotonic() + seconds
-            while time.monotonic() < end:
-                self.renew(state)
-                time.sleep(min(1.0, max(0.0, end - time.monotonic())))
-
-    def replace_batch(self, daemonset: Obj, batch: Obj, updated: list[str], target_hash: str, count: int,
-                      state: Obj) -> None:  # fmt: skip
-        head = f"batch {batch['batch']}/{count} ({batch['spec']})"
+    def resume(self, daemonset: Obj, updated: list[str], target_hash: str, state: Obj, last: bool) -> float:
+        """Finish what an earlier run of this rollout left: its bake (the clock goes on), or gate and bake for the
+        UPDATED nodes when it stopped before a verdict. Returns the seconds of pause still due before the next
+        batch. An interrupted run may have stopped during the LAST gate: its nodes are checked before finishing."""
+        progress = state.get("progress")
+        phase = _canary.resume_phase(progress, len(updated))
+        if phase == _canary.PAUSE:  # the batch it recorded passed
+            self.last_passed = {"batch": progress["batch"], "spec": progress["spec"], "nodes": []}
+            if last:
+                self.gate(daemonset, dict(self.last_passed, batch=0), updated, target_hash, state)
+            return _canary.pause_left(progress, self.params["pause_seconds"], self.server_now())
+        if not updated:
+            return 0.0
         started = time.monotonic()
-        until = started + self.params["batch_timeout"]
+        if phase == _canary.BAKE:
+            batch = {"batch": progress["batch"], "spec": progress["spec"], "nodes": []}
+            self.say(f"continuing the bake of batch {batch['batch']} ({batch['spec']}) started {progress['started']}")
+            self.bake(daemonset, batch, updated, target_hash, state, started, progress)
+            self.record(batch, [], "passed", [], started)  # an earlier run's batch, finished here
+        else:
+            batch = {"batch": 0, "spec": "check", "nodes": []}
+            self.say(f"checking the {plural(len(updated), 'node')} already on the new revision before going on")
+            self.gate(daemonset, batch, updated, target_hash, state)
+            self.bake(daemonset, batch, updated, target_hash, state, started)
+        self.passed(batch, updated, state)
+        return float(self.params["pause_seconds"]) if progress else 0.0
+
+    def head(self, batch: Obj) -> str:
+        return f"batch {batch['batch']}/{self.count} ({batch['spec']})" if batch["batch"] else "check"
+
+    def pause(self, daemonset: Obj, updated: list[str], target_hash: str, state: Obj, seconds: float,
+              before: Obj) -> None:  # fmt: skip
+        """Wait SECONDS before the batch BEFORE (slow start), watching the updated pods meanwhile: a breach of the
+        canary rules fails the batch that passed last."""
+        if seconds <= 0:
+            return
+        watched = plural(len(updated), "updated pod")
+        self.say(f"pausing {seconds:.0f}s before {self.head(before)} (pause_seconds); {watched} watched meanwhile")
+        started = time.monotonic()
+        end, said = started + seconds, started
+        while (left := end - time.monotonic()) > 0:
+            self.renew(state)
+            verdict, _pods = self.evaluate(
+                daemonset, updated, target_hash, state, 0, time.monotonic() + OBSERVE_SECONDS
+            )
+            if verdict["state"] == _batch.FAILED:
+                self.fail(self.last_passed, self.last_passed["nodes"], "pause", verdict["reasons"], started)
+            if time.monotonic() - said >= PROGRESS_SECONDS:
+                self.say(f"pausing: {left:.0f}s left before {self.head(before)}")
+                said = time.monotonic()
+            time.sleep(min(PAUSE_POLL_SECONDS, max(0.0, end - time.monotonic())))
+
+    def replace_batch(self, daemonset: Obj, batch: Obj, updated: list[str], target_hash: str, state: Obj) -> None:
+        """Replace the old pods of BATCH (at most max_in_flight at a time), gate, bake; then record it as passed."""
+        started = time.monotonic()
+        self.gate(daemonset, batch, updated, target_hash, state, queue=batch["nodes"])
+        self.bake(daemonset, batch, updated + batch["nodes"], target_hash, state, started)
+        self.record(batch, batch["nodes"], "passed", [], started)
+        self.passed(batch, updated + batch["nodes"], state)
+
+    def passed(self, batch: Obj, updated: list[str], state: Obj) -> None:
+        """BATCH passed: kept in the state, so a run resumed during the next pause waits only the rest of it."""
+        self.last_passed = batch
+        state["progress"] = _canary.passed_record(batch, len(updated), self.server_now())
+        self.save(state)
+
+    def evaluate(self, daemonset: Obj, nodes: list[str], target_hash: str, state: Obj, min_available: int,
+                 until: float) -> tuple[Obj, dict[str, Obj]]:  # fmt: skip
+        """The gate's verdict on the pods of NODES now, and the pods by node."""
         by_node = self.pods_by_node(daemonset, until)
+        baseline = state.get("baseline") or {}
+        verdict = _batch.evaluate_gate(by_node, nodes, target_hash, min_available, utcnow(), baseline,
+                                       self.params["fail_fast"], self.rules)  # fmt: skip
+        return verdict, by_node
+
+    def gate(self, daemonset: Obj, batch: Obj, updated: list[str], target_hash: str, state: Obj,
+             queue: list[str] | None = None) -> None:  # fmt: skip
+        """Replace the old pods of QUEUE, at most max_in_flight not yet healthy at a time, and wait until the pods
+        on UPDATED and the replaced nodes pass the gate (then the URL); raise GateFailed. batch_timeout counts from
+        the last deletion."""
+        head, cap, timeout = self.head(batch), self.params["max_in_flight"], self.params["batch_timeout"]
+        queue, replaced = list(queue or []), []
+        started = time.monotonic()
+        deadline = started + timeout
+        while True:
+            self.renew(state)
+            verdict, by_node = self.evaluate(daemonset, updated + replaced, target_hash, state,
+                                             self.params["min_available_seconds"], deadline)  # fmt: skip
+            if verdict["state"] == _batch.FAILED:
+                self.fail(batch, replaced, "gate", verdict["reasons"], started)
+            wave = _canary.next_wave(queue, replaced, verdict["healthy"], cap)
+            probe_error = None
+            if wave:
+                self.delete_old(by_node, wave, target_hash, deadline, head)
+                replaced, queue = replaced + wave, queue[len(wave) :]
+                deadline = time.monotonic() + timeout
+                if cap is not None and len(batch["nodes"]) > cap:
+                    self.say(f"{head}: {len(replaced)} of {len(batch['nodes'])} replaced (max_in_flight {cap})")
+            elif not queue and verdict["state"] == _batch.PASSED:
+                probe_error = self.probe()
+                if probe_error is None:
+                    break
+            if time.monotonic() >= deadline:
+                waiting = verdict["waiting"] or [f"gate_url: {probe_error}"]
+                reasons = [f"not healthy within batch_timeout={timeout}s: {reason}" for reason in waiting]
+                self.fail(batch, replaced, "gate", reasons, started)
+            # a pod still inside min_available_seconds says how long it needs; otherwise look again soon
+            time.sleep(min(max(verdict["wait"], POLL_SECONDS), 2.0, max(0.0, deadline - time.monotonic())))
+        elapsed = round(time.monotonic() - started, 1)
+        self.say(f"{head}: gate passed after {elapsed}s ({plural(len(updated + replaced), 'updated pod')} Ready for "
+                 f">= {self.params['min_available_seconds']}s)")  # fmt: skip
+
+    def delete_old(self, by_node: dict[str, Obj], nodes: list[str], target_hash: str, until: float, head: str) -> None:
+        """Delete the old pods on NODES (UID preconditions); the controller recreates them from the new template."""
         deleted = 0
-        for node in batch["nodes"]:
+        for node in nodes:
             pod = by_node.get(node)
             if pod is not None and pod_hash(pod) != target_hash:
                 meta = pod["metadata"]
                 deleted += self.retrying(
                     lambda meta=meta: self.api.delete("pods", self.namespace, meta["name"], {"uid": meta["uid"]}), until
                 )
-        self.touched.extend(batch["nodes"])
+        self.touched.extend(nodes)
         self.changed = True
-        self.say(f"{head}: {plural(deleted, 'old pod')} deleted on {counted_names(batch['nodes'])}")
-        self.gate(daemonset, batch, updated + batch["nodes"], target_hash, state, started, head)
+        self.say(f"{head}: {plural(deleted, 'old pod')} deleted on {counted_names(nodes)}")
 
-    def gate(self, daemonset: Obj, batch: Obj, nodes: list[str], target_hash: str, state: Obj,
-             started: float | None = None, head: str = "check") -> None:  # fmt: skip
-        """Wait until the updated pods on NODES pass the gate (then the URL); raise GateFailed."""
-        started = time.monotonic() if started is None else started
-        deadline = started + self.params["batch_timeout"]
-        baseline: dict[str, int] = {}
+    def bake(self, daemonset: Obj, batch: Obj, nodes: list[str], target_hash: str, state: Obj, started: float,
+             progress: Obj | None = None) -> None:  # fmt: skip
+        """Keep the pods of NODES available with no restart for bake_seconds after the gate (the clock starts
+        again on a restart within the budget or an unready pod); the clock lives in the state annotation, so
+        PROGRESS (a bake an earlier run left) goes on where it was. Raise GateFailed on a breach."""
+        seconds, timeout, head = self.params["bake_seconds"], self.params["batch_timeout"], self.head(batch)
+        if not seconds:
+            return
+        bake = progress or _canary.start_bake(batch, len(nodes), self.server_now())
+        state["progress"] = bake
+        self.save(state)
+        self.say(f"{head}: baking {seconds}s: no restart and no unready pod allowed (restart_budget "
+                 f"{self.rules.restart_budget})")  # fmt: skip
+        said = time.monotonic()
         while True:
             self.renew(state)
-            by_node = self.pods_by_node(daemonset, deadline)
-            baseline = _batch.record_baseline(baseline, by_node, nodes)
-            verdict = _batch.evaluate_gate(by_node, nodes, target_hash, self.params["min_available_seconds"],
-                                           utcnow(), baseline, self.params["fail_fast"])  # fmt: skip
-            probe_error = self.probe() if verdict["state"] == _batch.PASSED else None
-            if verdict["state"] == _batch.PASSED and probe_error is None:
+            verdict, by_node = self.evaluate(daemonset, nodes, target_hash, state, 0, time.monotonic() + timeout)
+            step = _canary.bake_step(bake, verdict["reasons"], verdict["waiting"], _canary.restart_sum(by_node, nodes),
+                                     self.server_now(), seconds, timeout)  # fmt: skip
+            if step["failed"]:
+                self.fail(batch, batch["nodes"], "bake", step["failed"], started)
+            if step["done"]:
                 break
-            elapsed = round(time.monotonic() - started, 1)
-            if verdict["state"] == _batch.FAILED:
-                self.record(batch, "failed", verdict["reasons"], elapsed)
-                self.say(f"{head}: gate FAILED after {elapsed}s: {'; '.join(verdict['reasons'][:3])}")
-                raise GateFailed(batch, verdict["reasons"])
-            if time.monotonic() >= deadline:
-                waiting = verdict["waiting"] or [f"gate_url: {probe_error}"]
-                reasons = [f"not healthy within batch_timeout={self.params['batch_timeout']}s: {r}" for r in waiting]
-                self.record(batch, "failed", reasons, elapsed)
-                self.say(f"{head}: gate FAILED after {elapsed}s: {'; '.join(reasons[:3])}")
-                raise GateFailed(batch, reasons)
-            # a pod still inside min_available_seconds says how long it needs; otherwise look again soon
-            time.sleep(min(max(verdict["wait"], POLL_SECONDS), 2.0, max(0.0, deadline - time.monotonic())))
+            if step["bake"] != bake:
+                bake = state["progress"] = step["bake"]
+                self.save(state)
+            if step["reset"]:
+                self.say(f"{head}: the bake clock starts again ({step['reset']}): {seconds}s to go")
+                said = time.monotonic()
+            elif time.monotonic() - said >= PROGRESS_SECONDS:
+                self.say(f"{head}: baking, {step['left']:.0f}s left")
+                said = time.monotonic()
+            time.sleep(min(2.0, max(POLL_SECONDS, step["left"])))
+        self.say(f"{head}: baked {seconds}s without a restart ({plural(len(nodes), 'updated pod')})")
+
+    def fail(self, batch: Obj, nodes: list[str], phase: str, reasons: list[str], started: float) -> t.NoReturn:
+        """Record BATCH as failed in PHASE (gate, bake, pause) with its REPLACED nodes, say it, raise GateFailed."""
+        self.record(batch, nodes, "failed", reasons, started, phase)
         elapsed = round(time.monotonic() - started, 1)
-        self.record(batch, "passed", [], elapsed)
-        self.say(f"{head}: gate passed after {elapsed}s ({plural(len(nodes), 'updated pod')} Ready for "
-                 f">= {self.params['min_available_seconds']}s)")  # fmt: skip
+        self.say(f"{self.head(batch)}: {phase} FAILED after {elapsed}s: {'; '.join(reasons[:3])}")
+        raise GateFailed(batch, reasons, phase, nodes)
+
+    def record(self, batch: Obj, nodes: list[str], gate: str, reasons: list[str], started: float,
+               phase: str | None = None) -> None:  # fmt: skip
+        """BATCH's entry in RV(batches), replacing the one it has (a pause after it can still fail it)."""
+        if not batch["batch"]:
+            return
+        known = [entry for entry in self.executed if entry["batch"] == batch["batch"]]
+        nodes = nodes or (known[0]["nodes"] if known else [])
+        entry = {"batch": batch["batch"], "spec": batch["spec"], "nodes": nodes, "gate": gate, "phase": phase,
+                 "reasons": reasons, "elapsed": round(time.monotonic() - started, 1)}  # fmt: skip
+        self.executed = [each for each in self.executed if each["batch"] != batch["batch"]] + [entry]
 
     def probe(self) -> str | None:
         """None when O(gate_url) is unset or answers 2xx, else what went wrong."""
@@ -342,11 +498,6 @@ class BatchRollout:
             return f"{url}: {exc}"
         return None if 200 <= status < 300 else f"{url} answered {status}"
 
-    def record(self, batch: Obj, gate: str, reasons: list[str], elapsed: float) -> None:
-        if batch["batch"]:
-            self.executed.append({"batch": batch["batch"], "spec": batch["spec"], "nodes": batch["nodes"],
-                                  "gate": gate, "reasons": reasons, "elapsed": elapsed})  # fmt: skip
-
     # --- the end -------------------------------------------------------------------------------
 
     def finish(self, state: Obj) -> None:
@@ -358,10 +509,10 @@ class BatchRollout:
         self.changed = True
 
     def gate_failed(self, result: Obj, failure: GateFailed, state: Obj, target_hash: str) -> Obj:
-        why = f"batch {failure.batch['batch']} ({failure.batch['spec']}) failed its gate: {failure}"
+        why = f"batch {failure.batch['batch']} ({failure.batch['spec']}) failed {PHASES[failure.phase]}: {failure}"
         if not self.params["rollback_on_failure"]:
             return self.ended(result, "failed", f"{why}; left as it is (rollback_on_failure=false), OnDelete kept")
-        rollback = self.roll_back(state, target_hash, failure.batch["nodes"])
+        rollback = self.roll_back(state, target_hash, failure.nodes)
         self.finish(state)
         result["rollback"] = rollback
         done = "rolled back" if rollback["complete"] else "rollback NOT complete (see rollback.waiting)"

@@ -15,7 +15,7 @@ import pytest
 PLUGINS = Path(__file__).resolve().parents[3] / "plugins"
 PACKAGE = "ansible_collections.kubeops.daemonset.plugins."
 FLOOR_1 = {"_values", "_objects", "_placement", "_template", "_rollout", "_history", "_diagnose", "_remediate",
-           "_owners", "_batch", "_rbac", "_manifest", "_apply", "_unhealthy",
+           "_owners", "_batch", "_canary", "_rbac", "_manifest", "_apply", "_unhealthy",
            "_preflight"}  # fmt: skip
 FLOOR_2 = {"_transport", "_client", "_watch", "_runner", "_ops"}
 # What a pure rule has no business importing.

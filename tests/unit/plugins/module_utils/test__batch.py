@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 from ansible_collections.kubeops.daemonset.plugins.module_utils import _batch as b
-from ansible_collections.kubeops.daemonset.plugins.module_utils import _objects, _placement, _template, _values
+from ansible_collections.kubeops.daemonset.plugins.module_utils import _canary, _objects, _placement, _template, _values
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "batch"
 WORKERS = ["kwok-worker-1", "kwok-worker-2", "kwok-worker-3"]
@@ -210,7 +210,13 @@ def test_plan_count_larger_than_the_cluster(mixed):
 def test_gate_passes_when_ready_long_enough(mixed):
     pods = by_node(mixed)
     verdict = b.evaluate_gate(pods, ["kwok-worker-2", "kwok-worker-3"], NEW, 10, at("2026-11-27T07:45:16Z"), {})
-    assert verdict == {"state": "passed", "reasons": [], "waiting": [], "wait": 0.0}
+    assert verdict == {
+        "state": "passed",
+        "reasons": [],
+        "waiting": [],
+        "healthy": ["kwok-worker-2", "kwok-worker-3"],
+        "wait": 0.0,
+    }
 
 
 def test_gate_waits_for_min_available_seconds(mixed):
@@ -251,23 +257,31 @@ def test_gate_fails_fast_on_a_missing_image():
     assert len(patient["waiting"]) == 2
 
 
-def test_gate_fails_on_restarts_since_the_baseline():
+def test_gate_counts_restarts_from_the_baseline():
     crash = load("03-crashloop")
     pods = by_node(crash)
     now = at("2026-11-27T07:45:40Z")
     uid = pods["kwok-worker-1"]["metadata"]["uid"]
-    verdict = b.evaluate_gate(pods, ["kwok-worker-1"], CRASH, 0, now, {uid: 0}, fail_fast=False)
-    assert verdict["reasons"] == ["kwok-worker-1: pod fluentd-elasticsearch-56m9q restarted 6 times during the gate"]
-    # first seen now: the baseline is its current count, so it is CrashLoopBackOff that fails it (fail fast)
-    baseline = b.record_baseline({}, pods, ["kwok-worker-1"])
-    assert baseline == {uid: 6}
-    assert "CrashLoopBackOff" in b.evaluate_gate(pods, ["kwok-worker-1"], CRASH, 0, now, baseline)["reasons"][0]
+    # a pod the rollout created counts from 0: its 6 restarts break the default budget of 0
+    verdict = b.evaluate_gate(pods, ["kwok-worker-1"], CRASH, 0, now, {}, fail_fast=False)
+    assert verdict["reasons"] == ["kwok-worker-1: pod fluentd-elasticsearch-56m9q restarted 6 times (restart_budget 0)"]
+    # restarts older than the rollout (the baseline) do not count: the crash loop itself fails it (fail fast)
+    older = b.evaluate_gate(pods, ["kwok-worker-1"], CRASH, 0, now, {uid: 6})
+    assert "CrashLoopBackOff" in older["reasons"][0]
+    assert b.evaluate_gate(pods, ["kwok-worker-1"], CRASH, 0, now, {uid: 6}, fail_fast=False)["state"] == "waiting"
 
 
-def test_record_baseline_keeps_the_first_count():
+def test_gate_restart_budget():
     pods = by_node(load("03-crashloop"))
-    uid = pods["kwok-worker-1"]["metadata"]["uid"]
-    assert b.record_baseline({uid: 2}, pods, ["kwok-worker-1", "kwok-worker-2"])[uid] == 2
+    now = at("2026-11-27T07:45:40Z")
+    over = b.evaluate_gate(pods, ["kwok-worker-1"], CRASH, 0, now, {}, rules=_canary.Rules(restart_budget=5))
+    assert over["reasons"] == ["kwok-worker-1: pod fluentd-elasticsearch-56m9q restarted 6 times (restart_budget 5)"]
+    # within the budget a crash loop keeps the gate waiting (fail_fast or not): the budget decides
+    within = b.evaluate_gate(pods, ["kwok-worker-1"], CRASH, 0, now, {}, rules=_canary.Rules(restart_budget=6))
+    assert within["state"] == "waiting"
+    assert within["waiting"][0].startswith(
+        "kwok-worker-1: pod fluentd-elasticsearch-56m9q is not Ready: CrashLoopBackOff"
+    )
 
 
 # --- rollback ------------------------------------------------------------------------------
@@ -294,6 +308,7 @@ def test_state_round_trip_and_patches(mixed):
     previous = next(rev for rev in mixed["ControllerRevision"] if rev["revision"] == 1)
     state = b.new_state(daemonset, previous, "2026-11-27T07:45:00+00:00")
     assert state["previous"] == {"name": "fluentd-elasticsearch-84fc888bb7", "hash": OLD, "revision": 1}
+    assert state["baseline"] == {}
     assert b.read_state(daemonset) is None
 
     patch = b.start_patch({"spec": {"containers": [{"name": "c", "image": "i"}]}}, state, "42", "canary")
