@@ -111,7 +111,9 @@ def module_runner(ansible_env: dict[str, str]) -> Callable[..., dict[str, Any]]:
 
     def run(name: str, args: dict[str, Any], check: bool = False, diff: bool = False) -> dict[str, Any]:
         env = dict(ansible_env, **JSON_OUTPUT)
-        proc = subprocess.run(module_command(name, args, check, diff), env=env, capture_output=True, text=True)
+        proc = subprocess.run(
+            module_command(name, args, check, diff), env=env, capture_output=True, text=True, check=False
+        )
         return module_result(proc.returncode, proc.stdout, proc.stderr)
 
     return run
