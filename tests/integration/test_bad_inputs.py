@@ -8,7 +8,8 @@ tests/integration/test_bad_inputs.py` writes it; a test keeps it in sync).
 
 Placeholders in the rows: $ns (the namespace), $files (bad manifests and kubeconfigs), $server, $ca (the cluster's
 CA certificate), $untrusted_ca (a CA bundle that did not sign the server's certificate), $read_only (a kubeconfig
-of docs/rbac/read-only.yaml), $sa_token (that ServiceAccount's token).
+of docs/rbac/read-only.yaml), $no_nodes (the same less its list on nodes), $sa_token (the read-only
+ServiceAccount's token).
 """
 
 from __future__ import annotations
@@ -171,7 +172,7 @@ CASES = [
            remediate="fixed_template", images={"nosuch": "x:1"}),
     module("diagnose-missing-daemonset", "ds_diagnose", ("DaemonSet $ns/nope not found", THERE), name="nope"),
     module("diagnose-forbidden-nodes", "ds_diagnose", ("forbidden: cannot list nodes", "ds_diagnose needs"),
-           kubeconfig="$read_only"),
+           kubeconfig="$no_nodes"),
     # --- ds_batch_rollout
     module("batch-decreasing-percentages", "ds_batch_rollout", ("batch 10% comes after batch 50%", "at least"),
            images={NAME: "x:1"}, batches=["50%", "10%"]),
@@ -370,10 +371,12 @@ def context(core_v1, kubeconfig, tmp_path_factory, two_revisions, wait_rollout, 
     (files / "ca.crt").write_bytes(base64.b64decode(cluster["certificate-authority-data"]))
     accounts = new_service_accounts(namespace, files)
     read_only = accounts.for_use("read-only")
+    no_nodes = accounts.for_use("read-only", without=("nodes", "list"))
     two_revisions(namespace)
     wait_rollout(namespace)
     yield {"ns": namespace, "files": str(files), "server": cluster["server"], "ca": str(files / "ca.crt"),
-           "untrusted_ca": certifi.where(), "read_only": read_only, "sa_token": accounts.token(read_only)}  # fmt: skip
+           "untrusted_ca": certifi.where(), "read_only": read_only, "no_nodes": no_nodes,
+           "sa_token": accounts.token(read_only)}  # fmt: skip
     accounts.cleanup()
     core_v1.delete_namespace(namespace)
 
