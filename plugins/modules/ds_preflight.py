@@ -56,14 +56,21 @@ options:
     description:
       - The whole DaemonSet, as a dict or the YAML text of a manifest (what M(kubeops.daemonset.ds_apply) takes),
         checked as ds_apply checks it. For a DaemonSet that is not deployed yet, or a change of more than the template.
-      - Exclusive with O(template), O(images) and O(resources).
+      - Exclusive with O(template), O(src), O(images) and O(resources).
     type: raw
   template:
     description:
       - The new pod template, or a DaemonSet manifest whose C(spec.template) is used (as in
         M(kubeops.daemonset.ds_update)).
-      - Exclusive with O(images) and O(resources). Without any of them, the live template is checked.
+      - Exclusive with O(src), O(images) and O(resources). Without any of them, the live template is checked.
     type: raw
+  src:
+    description:
+      - A file on the controller holding what O(template) takes, as O(kubeops.daemonset.ds_update#module:src) of
+        M(kubeops.daemonset.ds_update) (the update role passes its C(update_manifest_file) here). A relative path is
+        looked for in the C(files/) directories of the role and the play first, as the C(file) lookup does.
+      - Exclusive with O(template), O(images) and O(resources).
+    type: path
   images:
     description: New images by container name (containers and init containers), like C(kubectl set image).
     type: dict
@@ -224,6 +231,7 @@ ARGUMENT_SPEC = {
     "namespace": {"type": "str"},
     "definition": {"type": "raw"},
     "template": {"type": "raw"},
+    "src": {"type": "path"},
     "images": {"type": "dict"},
     "resources": {"type": "dict"},
     "prepull": {"type": "bool", "default": False},
@@ -233,7 +241,7 @@ ARGUMENT_SPEC = {
     "prepull_pause_image": {"type": "str", "default": PAUSE_IMAGE},
 }
 SPEC_RULES = {
-    "mutually_exclusive": [("definition", "template", "images"), ("definition", "template", "resources")],
+    "mutually_exclusive": [("definition", "template", "src", "images"), ("definition", "template", "src", "resources")],
     "required_one_of": [("name", "definition")],
 }
 

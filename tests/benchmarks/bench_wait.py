@@ -195,7 +195,8 @@ def main() -> None:
                     many = bench.run(tool, args.waiters)
                     cpu.setdefault((tool, args.waiters), []).append(per_minute(many, idle[(tool, args.waiters)]))
         finally:
-            subprocess.run(kubectl_cmd(kubeconfig, "delete", "ns", NAMESPACE, "--wait=false"), capture_output=True,
+            # waited for: a rerun right after creates the namespace again
+            subprocess.run(kubectl_cmd(kubeconfig, "delete", "ns", NAMESPACE, "--timeout=120s"), capture_output=True,
                            check=False)  # fmt: skip
             subprocess.run(kubectl_cmd(kubeconfig, "delete", "node", "-l", LABEL, "--wait=false"), capture_output=True,
                            check=False)  # fmt: skip

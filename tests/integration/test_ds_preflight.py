@@ -273,10 +273,18 @@ def test_a_second_prepull_of_the_same_daemonset_is_refused_while_the_first_runs(
 # --- the update role --------------------------------------------------------------------------
 
 
-def test_update_role_stops_before_the_change_when_a_node_cannot_pull(run_playbook, kubectl, namespace, rolled_out):
+@pytest.mark.parametrize("change", ["images", "manifest_file"])
+def test_update_role_stops_before_the_change_when_a_node_cannot_pull(change, run_playbook, kubectl, namespace,
+                                                                     rolled_out, seed_daemonset, tmp_path):  # fmt: skip
+    """The pre-flight checks the change the role is asked for, whichever way it is given."""
     live = rolled_out()
-    extra = {"daemonset_namespace": namespace, "update_images": {CONTAINER: MISSING_IMAGE}, "update_prepull": True,
-             "update_timeout": 60}  # fmt: skip
+    extra = {"daemonset_namespace": namespace, "update_prepull": True, "update_timeout": 60}
+    if change == "images":
+        extra["update_images"] = {CONTAINER: MISSING_IMAGE}
+    else:
+        manifest = tmp_path / "fluentd-missing-image.yaml"
+        manifest.write_text(yaml.safe_dump(seed_daemonset(namespace, image=MISSING_IMAGE)))
+        extra["update_manifest_file"] = str(manifest)
     run = run_playbook("kubeops.daemonset.update", extra)
     assert run.returncode != 0
     assert "Pre-flight the change" in run.stdout and "ErrImagePull" in run.stdout + run.stderr

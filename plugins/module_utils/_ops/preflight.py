@@ -84,7 +84,7 @@ def _desired(request: Request, api: Api) -> tuple[Obj | None, Obj]:
         if exc.status == 404:
             raise K8sError(f"{exc}; to check a DaemonSet before it is deployed, give its definition", 404) from None
         raise
-    if not (params["template"] or params["images"] or params["resources"]):
+    if not (params["template"] or params["src"] or params["images"] or params["resources"]):
         return live, live  # the live template itself (before a restart, or new nodes)
     patch = requested_patch(request, live["spec"]["template"])
     return live, api.patch("daemonsets", namespace, params["name"], patch, dry_run=True)
