@@ -103,21 +103,22 @@ def int_or_percent(value: t.Any, name: str) -> int | str:
     raise RequestError(f"{name} must be a number or a percentage such as 1 or 10% (got {value!r})")
 
 
-def strategy_spec(strategy: Obj) -> tuple[Obj, int]:
+def strategy_spec(strategy: Obj, prefix: str = "") -> tuple[Obj, int]:
     """(``spec.updateStrategy``, ``spec.minReadySeconds``) for STRATEGY ``{type, max_unavailable, max_surge,
-    min_ready_seconds}``; RequestError naming the option when one is invalid."""
+    min_ready_seconds}``; RequestError naming the option (PREFIX + its name: the deploy role's variables are
+    ``deploy_max_surge`` ...) when one is invalid."""
     kind = strategy.get("type") or "RollingUpdate"
     if kind not in STRATEGY_TYPES:
         raise RequestError(f"strategy type must be RollingUpdate or OnDelete (got {kind!r})")
     min_ready = int(strategy.get("min_ready_seconds") or 0)
     if min_ready < 0:
-        raise RequestError(f"min_ready_seconds must not be negative (got {min_ready})")
+        raise RequestError(f"{prefix}min_ready_seconds must not be negative (got {min_ready})")
     if kind == "OnDelete":
         return {"type": "OnDelete"}, min_ready
-    unavailable = int_or_percent(strategy.get("max_unavailable", 1), "max_unavailable")
-    surge = int_or_percent(strategy.get("max_surge", 0), "max_surge")
+    unavailable = int_or_percent(strategy.get("max_unavailable", 1), f"{prefix}max_unavailable")
+    surge = int_or_percent(strategy.get("max_surge", 0), f"{prefix}max_surge")
     if str(unavailable) in ("0", "0%") and str(surge) in ("0", "0%"):
-        raise RequestError("max_unavailable and max_surge cannot both be 0 (nothing could roll)")
+        raise RequestError(f"{prefix}max_unavailable and {prefix}max_surge cannot both be 0 (nothing could roll)")
     return {"type": kind, "rollingUpdate": {"maxUnavailable": unavailable, "maxSurge": surge}}, min_ready
 
 
