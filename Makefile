@@ -27,7 +27,8 @@ export GOFLAGS := -buildvcs=false
 GO_LDFLAGS := -s -w -X k8s.io/component-base/version.gitVersion=v1.37.2 \
 	-X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37
 
-.PHONY: help venv binaries host-packages real-node collection cluster-up cluster-down demo test lint sanity unit integration molecule bench
+.PHONY: help venv binaries host-packages real-node collection cluster-up cluster-down demo test lint sanity unit integration molecule bench \
+	changelog
 
 help:
 	@echo "make demo          run playbooks/lifecycle.yml (starts the local cluster unless KUBECONFIG is set)"
@@ -120,6 +121,13 @@ lint: venv
 	ruff format --check .
 	ruff check .
 	ansible-lint --profile production
+	antsibull-changelog lint
+
+# CHANGELOG.rst, CHANGELOG.md and changelogs/changelog.yaml for galaxy.yml's version from changelogs/fragments/
+# (which it removes); run again, it only renders the files anew.
+changelog: venv
+	antsibull-changelog lint
+	antsibull-changelog release
 
 unit: venv
 	pytest -q tests/unit
