@@ -28,7 +28,7 @@ GO_LDFLAGS := -s -w -X k8s.io/component-base/version.gitVersion=v1.37.2 \
 	-X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37
 
 .PHONY: help venv binaries host-packages real-node collection cluster-up cluster-down demo test lint sanity unit integration molecule bench \
-	changelog
+	changelog galaxy-import
 
 help:
 	@echo "make demo          run playbooks/lifecycle.yml (starts the local cluster unless KUBECONFIG is set)"
@@ -114,7 +114,7 @@ demo: venv collection
 
 # Every test. The cluster-backed part runs on KUBECONFIG's cluster or a local one started and stopped around it.
 test: venv $(CLUSTER_DEPS) collection
-	$(MAKE) --no-print-directory lint sanity unit
+	$(MAKE) --no-print-directory lint sanity unit galaxy-import
 	tests/with-cluster.sh $(MAKE) --no-print-directory integration molecule
 
 lint: venv
@@ -131,6 +131,13 @@ changelog: venv
 
 unit: venv
 	pytest -q tests/unit
+
+# galaxy-importer (Galaxy's import: metadata, every plugin's docs through ansible-doc, READMEs, ansible-lint, the
+# changelog) on the tarball as ansible-galaxy builds it; tests/galaxy_import.py says how it runs and what it checks.
+galaxy-import: venv
+	rm -rf "$(ROOT)/build/galaxy-import" && mkdir -p "$(ROOT)/build/galaxy-import"
+	ansible-galaxy collection build --force --output-path "$(ROOT)/build/galaxy-import" . >/dev/null
+	python tests/galaxy_import.py "$(ROOT)"/build/galaxy-import/kubeops-daemonset-*.tar.gz
 
 integration: venv $(CLUSTER_DEPS) collection
 	pytest -q tests/integration
