@@ -28,7 +28,7 @@ GO_LDFLAGS := -s -w -X k8s.io/component-base/version.gitVersion=v1.37.2 \
 	-X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37
 
 .PHONY: help venv binaries host-packages real-node collection cluster-up cluster-down demo test lint sanity unit integration molecule bench \
-	changelog galaxy-import
+	changelog galaxy-import ee-check
 
 help:
 	@echo "make demo          run playbooks/lifecycle.yml (starts the local cluster unless KUBECONFIG is set)"
@@ -138,6 +138,13 @@ galaxy-import: venv
 	rm -rf "$(ROOT)/build/galaxy-import" && mkdir -p "$(ROOT)/build/galaxy-import"
 	ansible-galaxy collection build --force --output-path "$(ROOT)/build/galaxy-import" . >/dev/null
 	python tests/galaxy_import.py "$(ROOT)"/build/galaxy-import/kubeops-daemonset-*.tar.gz
+
+# The execution environment of docs/examples/execution-environment.yml: `ansible-builder create` (no container
+# engine here) and a check of the build context it writes (tests/ee_check.py).
+ee-check: venv
+	rm -rf "$(ROOT)/build/ee" && mkdir -p "$(ROOT)/build/ee"
+	ansible-galaxy collection build --force --output-path "$(ROOT)/build/ee" . >/dev/null
+	python tests/ee_check.py "$(ROOT)"/build/ee/kubeops-daemonset-*.tar.gz
 
 integration: venv $(CLUSTER_DEPS) collection
 	pytest -q tests/integration
