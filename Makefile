@@ -34,6 +34,8 @@ help:
 	@echo "make demo          run playbooks/lifecycle.yml (starts the local cluster unless KUBECONFIG is set)"
 	@echo "make test          every test: lint, sanity, unit, integration, molecule (what .ci/run calls)"
 	@echo "make cluster-up    start the local cluster (NODES=N, default 3; REAL_NODES=0: no real node); make cluster-down stops it"
+	@echo "make changelog     CHANGELOG.rst/.md for galaxy.yml's version from changelogs/fragments (antsibull-changelog)"
+	@echo "make galaxy-import galaxy-importer on the built tarball; make ee-check: ansible-builder create on the EE"
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt
