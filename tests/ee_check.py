@@ -63,7 +63,7 @@ def check_tarball(build: Path, tarball: Path) -> list[str]:
 def check_context(context: Path, tarball: Path) -> list[str]:
     build = context / "_build"
     containerfile = (context / "Containerfile").read_text()
-    galaxy, _, final = containerfile.partition("FROM base AS final")
+    galaxy, final = [*containerfile.split("FROM base AS final", 1), ""][:2]  # the stages before it, and it
     found = check_tarball(build, tarball)
     if "ansible-galaxy collection install" not in galaxy or "-r requirements.yml" not in galaxy:
         found.append("the Containerfile installs no collections from requirements.yml")
