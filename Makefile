@@ -27,12 +27,15 @@ export GOFLAGS := -buildvcs=false
 GO_LDFLAGS := -s -w -X k8s.io/component-base/version.gitVersion=v1.37.2 \
 	-X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37
 
-.PHONY: help venv binaries host-packages real-node collection cluster-up cluster-down demo test lint sanity unit integration molecule bench
+.PHONY: help venv binaries host-packages real-node collection cluster-up cluster-down demo test lint sanity unit integration molecule bench \
+	changelog galaxy-import ee-check
 
 help:
 	@echo "make demo          run playbooks/lifecycle.yml (starts the local cluster unless KUBECONFIG is set)"
 	@echo "make test          every test: lint, sanity, unit, integration, molecule (what .ci/run calls)"
 	@echo "make cluster-up    start the local cluster (NODES=N, default 3; REAL_NODES=0: no real node); make cluster-down stops it"
+	@echo "make changelog     CHANGELOG.rst/.md for galaxy.yml's version from changelogs/fragments (antsibull-changelog)"
+	@echo "make galaxy-import galaxy-importer on the built tarball; make ee-check: ansible-builder create on the EE"
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt
@@ -106,26 +109,47 @@ cluster-down: venv
 	python tests/cluster/localcluster.py down
 
 # The main job: the documented workflow end to end (lifecycle.yml), on KUBECONFIG's cluster or the local one.
-# ansible-playbook checks its workers every 1 ms by default, about 2.5 CPU-seconds per minute of any long task;
-# 10 ms costs a tenth of that and adds no visible delay (docs/benchmarks.md).
+# ansible-playbook checks its workers every 1 ms by default, about 2 CPU-seconds per minute of any long task;
+# 10 ms costs a fourth of that and adds no visible delay (docs/benchmarks.md). Only an ansible.cfg sets it.
 demo: venv collection
 	@if [ -z "$${KUBECONFIG:-}" ]; then $(MAKE) --no-print-directory cluster-up; fi
 	KUBECONFIG="$${KUBECONFIG:-$(ROOT)/.cluster/kubeconfig}" K8S_AUTH_KUBECONFIG="$${KUBECONFIG:-$(ROOT)/.cluster/kubeconfig}" \
-		ANSIBLE_LOCALHOST_WARNING=false ANSIBLE_INTERNAL_POLL_INTERVAL="$${ANSIBLE_INTERNAL_POLL_INTERVAL:-0.01}" \
+		ANSIBLE_LOCALHOST_WARNING=false ANSIBLE_CONFIG="$${ANSIBLE_CONFIG:-$(ROOT)/docs/examples/ee-ansible.cfg}" \
 		ansible-playbook kubeops.daemonset.lifecycle $(DEMO_ARGS)
 
 # Every test. The cluster-backed part runs on KUBECONFIG's cluster or a local one started and stopped around it.
 test: venv $(CLUSTER_DEPS) collection
-	$(MAKE) --no-print-directory lint sanity unit
+	$(MAKE) --no-print-directory lint sanity unit galaxy-import ee-check
 	tests/with-cluster.sh $(MAKE) --no-print-directory integration molecule
 
 lint: venv
 	ruff format --check .
 	ruff check .
 	ansible-lint --profile production
+	antsibull-changelog lint
+
+# CHANGELOG.rst, CHANGELOG.md and changelogs/changelog.yaml for galaxy.yml's version from changelogs/fragments/
+# (which it removes); run again, it only renders the files anew.
+changelog: venv
+	antsibull-changelog lint
+	antsibull-changelog release
 
 unit: venv
 	pytest -q tests/unit
+
+# galaxy-importer (Galaxy's import: metadata, every plugin's docs through ansible-doc, READMEs, ansible-lint, the
+# changelog) on the tarball as ansible-galaxy builds it; tests/galaxy_import.py says how it runs and what it checks.
+galaxy-import: venv
+	rm -rf "$(ROOT)/build/galaxy-import" && mkdir -p "$(ROOT)/build/galaxy-import"
+	ansible-galaxy collection build --force --output-path "$(ROOT)/build/galaxy-import" . >/dev/null
+	python tests/galaxy_import.py "$(ROOT)"/build/galaxy-import/kubeops-daemonset-*.tar.gz
+
+# The execution environment of docs/examples/execution-environment.yml: `ansible-builder create` (no container
+# engine here) and a check of the build context it writes (tests/ee_check.py).
+ee-check: venv
+	rm -rf "$(ROOT)/build/ee" && mkdir -p "$(ROOT)/build/ee"
+	ansible-galaxy collection build --force --output-path "$(ROOT)/build/ee" . >/dev/null
+	python tests/ee_check.py "$(ROOT)"/build/ee/kubeops-daemonset-*.tar.gz
 
 integration: venv $(CLUSTER_DEPS) collection
 	pytest -q tests/integration
