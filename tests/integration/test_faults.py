@@ -79,13 +79,24 @@ def deployed(faults, fault_namespace, seed_daemonset):
 # --- the API server stopped and started again ------------------------------------------------------------------
 
 
+def expired(faults, namespace: str, resource_version: str) -> bool:
+    """Whether a watch resumed from RESOURCE_VERSION now gets the real ``410 Expired`` (too old resource version)."""
+    path = (f"/apis/apps/v1/namespaces/{namespace}/daemonsets?watch=1&resourceVersion={resource_version}"
+            "&timeoutSeconds=1")  # fmt: skip
+    return '"code":410' in faults.kubectl("get", "--raw", path, check=False).stdout
+
+
 def test_rollout_wait_rides_out_an_api_server_restart(faults, deployed):
+    """The restart also expires the wait's watch: the new API server's watch cache starts after the last
+    resourceVersion the wait saw, so its resumed watch gets a real ERROR 410 Expired and must re-list."""
     namespace = deployed(min_ready_seconds=3)  # about 5 s per node: the rollout outlasts the restart
     set_image(faults, namespace, V2_IMAGE)
     timeout = 180
     run = faults.start_module("ds_rollout_wait", {"name": NAME, "namespace": namespace, "timeout": timeout})
     run.wait_for("Waiting for daemon set")
+    seen = get_ds(faults, namespace)["metadata"]["resourceVersion"]  # from before the restart, as the wait's last one
     restart_api_server(faults)
+    assert expired(faults, namespace, seen)
 
     result = run.result()
     assert not result.get("failed"), result.get("msg")
