@@ -24,9 +24,9 @@ from ansible_collections.kubeops.daemonset.plugins.module_utils._objects import 
     requirement_matches,
 )
 from ansible_collections.kubeops.daemonset.plugins.module_utils._values import (
-    int_or_percent,
     natural_key,
     parse_quantity,
+    resolved_int_or_percent,
 )
 
 # Tolerations the DaemonSet controller adds to every daemon pod (network-unavailable with hostNetwork).
@@ -163,8 +163,8 @@ def strategy_text(strategy: Obj) -> str:
 def rolling_budget(daemonset: Obj, desired: int) -> tuple[int, int]:
     """(maxUnavailable, maxSurge) resolved against desiredNumberScheduled, percentages rounded up."""
     rolling = (daemonset["spec"].get("updateStrategy") or {}).get("rollingUpdate") or {}
-    surge = int_or_percent(rolling.get("maxSurge"), desired, DEFAULT_MAX_SURGE)
-    unavailable = int_or_percent(rolling.get("maxUnavailable"), desired, DEFAULT_MAX_UNAVAILABLE)
+    surge = resolved_int_or_percent(rolling.get("maxSurge"), desired, DEFAULT_MAX_SURGE)
+    unavailable = resolved_int_or_percent(rolling.get("maxUnavailable"), desired, DEFAULT_MAX_UNAVAILABLE)
     if surge == 0 and unavailable == 0:
         unavailable = 1  # the controller never resolves both to zero
     return unavailable, surge

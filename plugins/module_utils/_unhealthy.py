@@ -33,7 +33,7 @@ from ansible_collections.kubeops.daemonset.plugins.module_utils._placement impor
     wanted_if_healthy,
 )
 from ansible_collections.kubeops.daemonset.plugins.module_utils._rollout import SHOWN_NAMES, pod_failure, pod_is_updated
-from ansible_collections.kubeops.daemonset.plugins.module_utils._values import int_or_percent, plural, preview
+from ansible_collections.kubeops.daemonset.plugins.module_utils._values import plural, preview, resolved_int_or_percent
 
 OPTION = "unhealthy_node_budget"
 
@@ -41,7 +41,7 @@ OPTION = "unhealthy_node_budget"
 def allowed(budget: int | str, targets: int) -> int:
     """How many of TARGETS nodes BUDGET (a count, or a percentage rounded down so that it never allows more than
     it says) lets a rollout leave behind."""
-    return int_or_percent(budget, targets, 0, round_up=False)
+    return resolved_int_or_percent(budget, targets, 0, round_up=False)
 
 
 def _pod_state(pods: list[Obj], daemonset: Obj, current_hash: str | None, now: datetime | None) -> str | None:

@@ -53,7 +53,7 @@ def format_quantity(resource: str, value: float) -> str:
     return f"{value / 2**20:g}Mi"
 
 
-def int_or_percent(value: t.Any, total: int, default: int, round_up: bool = True) -> int:
+def resolved_int_or_percent(value: t.Any, total: int, default: int, round_up: bool = True) -> int:
     """An IntOrString such as maxUnavailable resolved against TOTAL; percentages round up, as the controller does
     (down with ROUND_UP false, for budgets that must never allow more than the percentage)."""
     if value is None:
