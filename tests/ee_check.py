@@ -51,8 +51,10 @@ def check_tarball(build: Path, tarball: Path) -> list[str]:
     with tempfile.TemporaryDirectory() as target:  # what the image's galaxy stage does, less the Galaxy downloads
         requirements = Path(target) / "requirements.yml"
         requirements.write_text(yaml.safe_dump({"collections": files}))
-        run(["ansible-galaxy", "collection", "install", "--offline", "--no-deps", "-r", str(requirements),
-             "-p", target], build)  # fmt: skip
+        # only TARGET counts: a copy installed where ANSIBLE_COLLECTIONS_PATH points (make collection's) would
+        # make ansible-galaxy skip the install as "already installed"
+        run(["ansible-galaxy", "collection", "install", "--offline", "--no-deps", "--force", "-r", str(requirements),
+             "-p", target], build, ANSIBLE_COLLECTIONS_PATH=target)  # fmt: skip
         manifest = Path(target) / "ansible_collections/kubeops/daemonset/MANIFEST.json"
         with tarfile.open(tarball) as built:
             expected = json.load(built.extractfile("MANIFEST.json"))["collection_info"]["version"]
