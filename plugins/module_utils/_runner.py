@@ -20,6 +20,7 @@ import os
 import signal
 import threading
 import typing as t
+from pathlib import Path
 
 from ansible_collections.kubeops.daemonset.plugins.module_utils._client import (
     Api,
@@ -85,14 +86,19 @@ class Request:
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether process PID of this host runs (another user's counts as running)."""
+    """Whether process PID of this host runs (another user's counts as running). A killed process nobody has reaped
+    yet - a zombie, as a killed job's workers are until init collects them - does not run."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:  # the state is the field after the command name, which may hold spaces and parentheses
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc to tell: the signal said it exists
+    return state not in ("Z", "X")
 
 
 class SignalGuard:
