@@ -28,11 +28,13 @@ GO_LDFLAGS := -s -w -X k8s.io/component-base/version.gitVersion=v1.37.2 \
 	-X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37
 
 .PHONY: help venv binaries host-packages real-node collection cluster-up cluster-down demo test lint sanity unit integration molecule bench \
-	changelog galaxy-import ee-check
+	changelog galaxy-import ee-check fleet-up fleet-down fleet-demo
 
 help:
 	@echo "make demo          run playbooks/lifecycle.yml (starts the local cluster unless KUBECONFIG is set)"
 	@echo "make test          every test: lint, sanity, unit, integration, molecule (what .ci/run calls)"
+	@echo "make fleet-up      start a local fleet (CLUSTERS=N, default 3) and .fleet/inventory.yml; make fleet-down stops it"
+	@echo "make fleet-demo    kubeops.daemonset.fleet_update across the local fleet, with its summary"
 	@echo "make cluster-up    start the local cluster (NODES=N, default 3; REAL_NODES=0: no real node); make cluster-down stops it"
 	@echo "make changelog     CHANGELOG.rst/.md for galaxy.yml's version from changelogs/fragments (antsibull-changelog)"
 	@echo "make galaxy-import galaxy-importer on the built tarball; make ee-check: ansible-builder create on the EE"
@@ -107,6 +109,23 @@ cluster-up: venv $(CLUSTER_DEPS)
 
 cluster-down: venv
 	python tests/cluster/localcluster.py down
+
+# A local fleet: CLUSTERS independent KWOK clusters (default 3) and .fleet/inventory.yml, one host per cluster.
+CLUSTERS ?= 3
+fleet-up: venv binaries
+	python tests/cluster/fleet.py up --clusters $(CLUSTERS)
+
+fleet-down: venv
+	python tests/cluster/fleet.py down
+
+# fleet_update.yml across the local fleet (started when it is not up): waves, bakes and the fleet's summary.
+FLEET_DEMO_ARGS ?= -e '{"update_images": {"fluentd-elasticsearch": "quay.io/fluentd_elasticsearch/fluentd:v2.6.0"}}'
+fleet-demo: venv collection
+	python tests/cluster/fleet.py status || python tests/cluster/fleet.py up --clusters $(CLUSTERS)
+	ANSIBLE_CONFIG="$${ANSIBLE_CONFIG:-$(ROOT)/docs/examples/ee-ansible.cfg}" ANSIBLE_LOCALHOST_WARNING=false \
+		ansible-playbook -i .fleet/inventory.yml kubeops.daemonset.deploy -e target_hosts=fleet
+	ANSIBLE_CONFIG="$${ANSIBLE_CONFIG:-$(ROOT)/docs/examples/ee-ansible.cfg}" \
+		ansible-playbook -i .fleet/inventory.yml kubeops.daemonset.fleet_update -e fleet_bake_seconds=10 $(FLEET_DEMO_ARGS)
 
 # The main job: the documented workflow end to end (lifecycle.yml), on KUBECONFIG's cluster or the local one.
 # ansible-playbook checks its workers every 1 ms by default, about 2 CPU-seconds per minute of any long task;

@@ -24,7 +24,7 @@ options:
   role:
     description: Whose rules.
     type: str
-    choices: [deploy, update, rollback, troubleshoot, lifecycle]
+    choices: [deploy, update, rollback, troubleshoot, lifecycle, fleet]
     required: true
 """
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import typing as t
 
 from ansible.module_utils.parsing.convert_bool import boolean
+from ansible_collections.kubeops.daemonset.plugins.module_utils._fleet import allowed_failures
 from ansible_collections.kubeops.daemonset.plugins.module_utils._manifest import strategy_spec
 from ansible_collections.kubeops.daemonset.plugins.module_utils._objects import RequestError
 
@@ -96,6 +97,13 @@ def _troubleshoot_fix(values: Obj) -> t.Iterator[str]:
         )
 
 
+def _fleet_budget(values: Obj) -> t.Iterator[str]:
+    try:
+        allowed_failures(values.get("fleet_failure_budget", 0), 1)
+    except RequestError as exc:
+        yield f"{exc}."
+
+
 RULES: dict[str, tuple[Rule, ...]] = {
     "deploy": (
         _deploy_source,
@@ -109,6 +117,7 @@ RULES: dict[str, tuple[Rule, ...]] = {
         ),
     ),
     "troubleshoot": (_troubleshoot_fix, _not_negative("troubleshoot_clock_skew_tolerance")),
+    "fleet": (_fleet_budget, _whole_numbers("fleet_bake_seconds")),
     "lifecycle": (_whole_numbers("lifecycle_timeout", "lifecycle_show_revision", "lifecycle_rollback_to_revision"),),
 }
 

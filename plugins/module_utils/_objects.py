@@ -32,6 +32,9 @@ LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 # On the pod template: the hash of the ConfigMaps and Secrets a restart was for (ds_restart's when_changed).
 CONFIG_HASH = "daemonset.kubeops.io/config-hash"
+# On the DaemonSet, written with its template (so the new ControllerRevision keeps it too): the revision live before
+# (ds_update's record_revision_before), what a fleet update rolls a cluster back to, also after an interrupted run.
+REVISION_BEFORE = "daemonset.kubeops.io/revision-before"
 
 # Taints the node lifecycle controller sets on NotReady / unreachable nodes.
 UNREACHABLE_TAINTS = ("node.kubernetes.io/unreachable", "node.kubernetes.io/not-ready")

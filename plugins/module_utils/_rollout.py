@@ -369,3 +369,32 @@ def _summary(status: Obj, missing: int, outdated: int, unavailable: int, problem
     if problems:
         parts.append("pods: " + ", ".join(f"{group['reason']} x{group['count']}" for group in problems))
     return "; ".join(parts) or "no pod-level cause found (see the counters and events)"
+
+
+# --- the bake after a rollout ------------------------------------------------------------------
+
+
+def bake_baseline(pods: list[Obj]) -> dict[str, tuple[str, int]]:
+    """What a bake compares against: per node, its pod's uid and restart count."""
+    return {pod["spec"].get("nodeName", ""): (pod["metadata"]["uid"], restarts(pod)) for pod in pods}
+
+
+def bake_breaches(baseline: dict[str, tuple[str, int]], daemonset: Obj, pods: list[Obj],
+                  template_generation: int | None) -> list[str]:  # fmt: skip
+    """What breaks a bake now: the rollout no longer complete (a pod unavailable or outdated), a pod that restarted
+    or was replaced on its node since the bake began, or another template written meanwhile. Empty: still good."""
+    breaches = []
+    status = rollout_status(daemonset)
+    generation = annotations(daemonset).get(TEMPLATE_GENERATION)
+    if template_generation is not None and generation != str(template_generation):
+        breaches.append(f"the pod template was changed by another writer (template generation {generation})")
+    if not status["done"]:
+        breaches.append(status["message"])
+    for pod in pods:
+        node = pod["spec"].get("nodeName", "")
+        uid, count = baseline.get(node, (pod["metadata"]["uid"], restarts(pod)))
+        if uid != pod["metadata"]["uid"]:
+            breaches.append(f"pod {pod['metadata']['name']} replaced the one on {node}")
+        elif restarts(pod) > count:
+            breaches.append(f"pod {pod['metadata']['name']} on {node}: {plural(restarts(pod) - count, 'restart')}")
+    return breaches

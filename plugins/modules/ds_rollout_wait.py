@@ -86,6 +86,14 @@ options:
       - V(false) prints nothing; the result, timeline included, is the same.
     type: bool
     default: true
+  bake:
+    description:
+      - Once the rollout is complete, seconds it must stay so with no pod restarted or replaced on its node (a bake
+        time, as between the waves of a fleet update); a breach fails the task with RV(outcome=bake_failed) naming
+        it. The state is read every 2 seconds.
+      - V(0) ends the task when the rollout is complete.
+    type: int
+    default: 0
   template_generation:
     description:
       - The pod template this wait is for, as RV(kubeops.daemonset.ds_update#module:template_generation) returned it
@@ -161,10 +169,19 @@ outcome:
     - Why the module returned. V(complete); V(status) (O(timeout=0)); V(on_delete) (OnDelete strategy with
       O(on_delete=report)); V(timeout); V(progress_deadline);
       V(not_found); V(deleted) (the DaemonSet was deleted during the wait); V(superseded) (another writer changed the
-      pod template, see O(template_generation)).
+      pod template, see O(template_generation)); V(bake_failed) (see O(bake)).
   returned: always
   type: str
   sample: complete
+baked:
+  description: The rollout stayed complete for O(bake) seconds with no pod restarted or replaced.
+  returned: with O(bake) and a complete rollout
+  type: bool
+bake_breaches:
+  description: What broke the bake (a pod restarted or replaced, a pod unavailable, another template).
+  returned: when the bake failed
+  type: list
+  elements: str
 message:
   description:
     - kubectl's last message; with RV(skipped_nodes), C(daemon set "NAME" successfully rolled out on every healthy
@@ -339,7 +356,7 @@ blockers:
 import typing as t
 
 from ansible_collections.kubeops.daemonset.plugins.module_utils._client import Api
-from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.wait import RolloutWait
+from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.wait import RolloutWait, bake
 from ansible_collections.kubeops.daemonset.plugins.module_utils._runner import (
     DAEMONSET_ARG_SPEC,
     NODE_BUDGET_ARG_SPEC,
@@ -356,12 +373,13 @@ ARGUMENT_SPEC = {
     "on_delete": {"type": "str", "choices": ["report", "wait"], "default": "report"},
     "print_progress": {"type": "bool", "default": True},
     "template_generation": {"type": "int"},
+    "bake": {"type": "int", "default": 0},
     **NODE_BUDGET_ARG_SPEC,
 }
 
 
 def check(params: dict[str, t.Any]) -> None:
-    at_least(params, 0, "timeout")
+    at_least(params, 0, "timeout", "bake")
     at_least(params, 1, "progress_deadline", "template_generation")
     check_node_budget(params)
 
@@ -380,7 +398,10 @@ def run(request: Request, api: Api) -> dict[str, t.Any]:
         on_message=(lambda status: request.say(status["message"])) if params["print_progress"] else None,
         on_note=request.say if params["print_progress"] else None,
     )
-    return wait.run()
+    result = wait.run()
+    if params["bake"] and result["rollout_complete"]:
+        result = bake(api, wait.daemonset, result, params["bake"], request.say if params["print_progress"] else None)
+    return result
 
 
 def main() -> None:

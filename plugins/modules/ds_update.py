@@ -55,6 +55,14 @@ options:
       - The C(kubernetes.io/change-cause) annotation, set in the same write as the template. Unset, the annotation
         stays as it is.
     type: str
+  record_revision_before:
+    description:
+      - Also write the revision live before into the DaemonSet's C(daemonset.kubeops.io/revision-before) annotation,
+        in the same write as the template (the new ControllerRevision keeps it too). A later run reads it back in
+        RV(recorded_revision_before), also when the template asked for is already live - how
+        C(kubeops.daemonset.fleet_update) rolls back a cluster an interrupted run had updated.
+    type: bool
+    default: false
   wait:
     description:
       - Wait for the rollout of the new template with the semantics of M(kubeops.daemonset.ds_rollout_wait), printing
@@ -128,6 +136,13 @@ revision_before:
   returned: success
   type: int
   sample: 1
+recorded_revision_before:
+  description:
+    - The revision an update with O(record_revision_before=true) recorded as live before it (after this write, the
+      one it recorded); null when none is recorded.
+  returned: success
+  type: int
+  sample: 3
 template_generation:
   description:
     - The template generation after the write (the live one when nothing changed or in check mode) - the API server's
@@ -179,6 +194,7 @@ ARGUMENT_SPEC = {
     "images": {"type": "dict"},
     "resources": {"type": "dict"},
     "change_cause": {"type": "str"},
+    "record_revision_before": {"type": "bool", "default": False},
     **WAIT_ARG_SPEC,
 }
 SPEC_RULES = {

@@ -23,8 +23,10 @@ from ansible_collections.kubeops.daemonset.plugins.module_utils._manifest import
 from ansible_collections.kubeops.daemonset.plugins.module_utils._objects import (
     CHANGE_CAUSE,
     CONFIG_HASH,
+    REVISION_BEFORE,
     Obj,
     RequestError,
+    annotations,
 )
 from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.read import daemonset_and_revisions, manifest_file
 from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.wait import template_generation, wait_for_write
@@ -84,9 +86,11 @@ def change_template(request: Request, api: Api, patch_for: Patcher, action: str,
     def write(state: tuple[Obj, list[Obj]], plan: Obj) -> Obj | None:
         if not plan["changed"] or request.check_mode:
             return None
-        body = dict(plan["patch"], metadata={**plan["patch"].get("metadata", {}),
-                                             "resourceVersion": state[0]["metadata"]["resourceVersion"]})  # fmt: skip
-        return api.patch("daemonsets", namespace, name, body)
+        metadata = dict(plan["patch"].get("metadata", {}), resourceVersion=state[0]["metadata"]["resourceVersion"])
+        if request.params.get("record_revision_before") and plan["revision"]:
+            metadata["annotations"] = {**metadata.get("annotations", {}),
+                                       REVISION_BEFORE: str(plan["revision"]["revision"])}  # fmt: skip
+        return api.patch("daemonsets", namespace, name, dict(plan["patch"], metadata=metadata))
 
     (daemonset, _revisions), plan, written = with_fresh_reads(
         f"DaemonSet {namespace}/{name}", lambda: daemonset_and_revisions(api, namespace, name), decide, write
@@ -99,6 +103,7 @@ def change_template(request: Request, api: Api, patch_for: Patcher, action: str,
         "template_generation": template_generation(written or daemonset),
         "changes": template_changes(plan["before"], plan["after"]),
         "owners": owners,
+        "recorded_revision_before": _recorded(written or daemonset),
     }
     if request.params["wait"]:  # unchanged: the rollout's state is read once
         result["rollout"] = wait_for_write(request, api, namespace, name, written, None if plan["changed"] else 0)
@@ -110,6 +115,12 @@ def change_template(request: Request, api: Api, patch_for: Patcher, action: str,
                           "before_header": f"daemonset {namespace}/{name} pod template (live)",
                           "after_header": f"daemonset {namespace}/{name} pod template (asked for)"}  # fmt: skip
     return result
+
+
+def _recorded(daemonset: Obj) -> int | None:
+    """The revision an earlier update with record_revision_before found live (None: none recorded)."""
+    value = annotations(daemonset).get(REVISION_BEFORE, "")
+    return int(value) if value.isdigit() else None
 
 
 def update(request: Request, api: Api) -> Obj:
@@ -134,6 +145,7 @@ def restart(request: Request, api: Api) -> Obj:
 
     result = change_template(request, api, patch_for, "a restart", "restarted",
                              "not restarted: its configuration is unchanged")  # fmt: skip
+    result.pop("recorded_revision_before")  # ds_update's (record_revision_before)
     return dict(result, config_hash=digest)
 
 

@@ -30,6 +30,8 @@ from ansible_collections.kubeops.daemonset.plugins.module_utils._objects import 
 from ansible_collections.kubeops.daemonset.plugins.module_utils._ops.read import nodes_left_behind, revisions_of
 from ansible_collections.kubeops.daemonset.plugins.module_utils._rollout import (
     ON_DELETE,
+    bake_baseline,
+    bake_breaches,
     failure_message,
     progress_key,
     rollout_blockers,
@@ -47,6 +49,8 @@ NODE_CHECK_SECONDS = 10.0
 # Seconds the reads after a wait (its revision; the pods and events that explain a failure) may take together,
 # plus the client's margin per request (_client.DEADLINE_MARGIN).
 REPORT_SECONDS = 2.0
+BAKE_POLL_SECONDS = 2.0  # a bake reads the DaemonSet and its pods this often
+BAKE_PROGRESS_SECONDS = 10.0
 
 
 def template_generation(daemonset: Obj) -> int | None:
@@ -270,3 +274,34 @@ def wait_for_write(request: Request, api: Api, namespace: str, name: str, writte
     ).run()  # fmt: skip
     request.warnings.extend(rollout.pop("warnings"))
     return rollout
+
+
+def bake(api: Api, daemonset: Obj, result: Obj, seconds: float, say: t.Callable[[str], None] | None,
+         clock: t.Callable[[], float] = time.monotonic) -> Obj:  # fmt: skip
+    """After the complete rollout of DAEMONSET (RESULT, as RolloutWait.run returned it): keep it complete, with no
+    pod restarted or replaced, for SECONDS. RESULT with ``baked`` and, on a breach, ``outcome=bake_failed``."""
+    namespace, name = daemonset["metadata"]["namespace"], daemonset["metadata"]["name"]
+    generation = template_generation(daemonset)
+    selector = selector_query(daemonset["spec"]["selector"])
+    baseline = bake_baseline(api.list_items("pods", namespace, selector))
+    start = said = clock()
+    if say:
+        say(f"baking {seconds:.0f}s: the rollout stays complete, with no pod restarted or replaced")
+    while True:
+        daemonset = api.get("daemonsets", namespace, name)
+        breaches = ["the DaemonSet was deleted"] if daemonset is None else bake_breaches(
+            baseline, daemonset, api.list_items("pods", namespace, selector), generation)  # fmt: skip
+        elapsed = clock() - start
+        if breaches:
+            msg = f"DaemonSet {namespace}/{name}: the bake failed after {elapsed:.0f}s: {'; '.join(breaches)}"
+            return dict(result, failed=True, outcome="bake_failed", rollout_complete=False, baked=False, msg=msg,
+                        bake_breaches=breaches)  # fmt: skip
+        if elapsed >= seconds:
+            break
+        if say and clock() - said >= BAKE_PROGRESS_SECONDS:
+            say(f"baking, {seconds - elapsed:.0f}s left")
+            said = clock()
+        time.sleep(min(BAKE_POLL_SECONDS, max(0.0, seconds - elapsed)))
+    if say:
+        say(f"baked {seconds:.0f}s: no pod restarted or replaced")
+    return dict(result, baked=True)
