@@ -536,3 +536,87 @@ def fault_namespace(request: pytest.FixtureRequest, faults: DedicatedCluster) ->
     name = faults.new_namespace(request.node.name)
     yield name
     faults.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+# ---------------------------------------------------------------- a local fleet
+
+FLEET_SCRIPT = ROOT / "tests/cluster/fleet.py"
+FLEET_CLUSTERS = ["cluster-1", "cluster-2", "cluster-3"]
+FLEET_DAEMONSET = "fluentd-elasticsearch"
+
+
+class Fleet:
+    """The fleet of tests/cluster/fleet.py in DIRECTORY: kubectl on each cluster, and fleet_update.yml runs with
+    its inventory, reaching each cluster only through its inventory host's kubeconfig."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.inventory = yaml.safe_load((directory / "inventory.yml").read_text())
+        self.env = ansible_environment(str(directory / "cluster-1" / "kubeconfig"))
+        for key in ("KUBECONFIG", "K8S_AUTH_KUBECONFIG"):
+            self.env.pop(key)
+        self.env["ANSIBLE_CONFIG"] = str(ROOT / "docs/examples/ee-ansible.cfg")
+
+    def fleet_script(self, *args: str) -> None:
+        env = dict(os.environ, KUBEOPS_FLEET_DIR=str(self.directory))
+        subprocess.run([sys.executable, str(FLEET_SCRIPT), *args], env=env, check=True)
+
+    def kubectl(
+        self, cluster: str, *args: str, check: bool = True, input: str | None = None
+    ) -> subprocess.CompletedProcess:
+        kubeconfig = str(self.directory / cluster / "kubeconfig")
+        return subprocess.run([str(BIN / "kubectl"), "--kubeconfig", kubeconfig, *args], capture_output=True,
+                              text=True, check=check, input=input)  # fmt: skip
+
+    def daemonset(self, cluster: str, namespace: str) -> dict[str, Any]:
+        return json.loads(self.kubectl(cluster, "get", "ds", FLEET_DAEMONSET, "-n", namespace, "-o", "json").stdout)
+
+    def image(self, cluster: str, namespace: str) -> str:
+        return self.daemonset(cluster, namespace)["spec"]["template"]["spec"]["containers"][0]["image"]
+
+    def revisions(self, cluster: str, namespace: str) -> dict[int, str]:
+        """revision number -> image of each ControllerRevision in NAMESPACE."""
+        items = json.loads(self.kubectl(cluster, "get", "controllerrevisions", "-n", namespace, "-o", "json").stdout)
+        return {int(r["revision"]): r["data"]["spec"]["template"]["spec"]["containers"][0]["image"]
+                for r in items["items"]}  # fmt: skip
+
+    def state(self, namespace: str) -> dict[str, Any]:
+        """What a change would move on each cluster: the DaemonSet's resourceVersion and its revisions."""
+        return {c: (self.daemonset(c, namespace)["metadata"]["resourceVersion"], self.revisions(c, namespace))
+                for c in FLEET_CLUSTERS}  # fmt: skip
+
+    def write_inventory(self, path: Path, cluster_vars: dict[str, dict[str, Any]]) -> Path:
+        """The fleet's inventory with more host variables per cluster."""
+        inventory = copy.deepcopy(self.inventory)
+        for cluster, extra in cluster_vars.items():
+            inventory["all"]["children"]["fleet"]["hosts"][cluster].update(extra)
+        path.write_text(yaml.safe_dump(inventory))
+        return path
+
+    def command(self, extra: dict[str, Any], inventory: Path | None = None, check: bool = False) -> list[str]:
+        """ansible-playbook kubeops.daemonset.fleet_update on the fleet (INVENTORY: another inventory of it)."""
+        command = playbook_command("kubeops.daemonset.fleet_update", extra, check=check, diff=check)
+        return [*command[:1], "-i", str(inventory or self.directory / "inventory.yml"), *command[5:]]
+
+    def run(
+        self, extra: dict[str, Any], inventory: Path | None = None, check: bool = False
+    ) -> subprocess.CompletedProcess:
+        return subprocess.run(self.command(extra, inventory, check), env=self.env, capture_output=True, text=True,
+                              check=False)  # fmt: skip
+
+    def start(self, extra: dict[str, Any]) -> Background:
+        return Background(self.command(extra), self.env)
+
+
+@pytest.fixture(scope="session")
+def fleet(tmp_path_factory: pytest.TempPathFactory, installed_collection: Path) -> Iterator[Fleet]:
+    """A fleet of 3 clusters (each its own control plane and 3 KWOK workers), stopped with every component at the
+    end."""
+    directory = tmp_path_factory.mktemp("fleet")
+    env = dict(os.environ, KUBEOPS_FLEET_DIR=str(directory))
+    subprocess.run([sys.executable, str(FLEET_SCRIPT), "up", "--clusters", str(len(FLEET_CLUSTERS))], env=env,
+                   check=True)  # fmt: skip
+    try:
+        yield Fleet(directory)
+    finally:
+        subprocess.run([sys.executable, str(FLEET_SCRIPT), "down"], env=env, check=True)

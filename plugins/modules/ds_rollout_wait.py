@@ -94,6 +94,7 @@ options:
       - V(0) ends the task when the rollout is complete.
     type: int
     default: 0
+    version_added: 0.3.0
   template_generation:
     description:
       - The pod template this wait is for, as RV(kubeops.daemonset.ds_update#module:template_generation) returned it

@@ -63,6 +63,7 @@ options:
         C(kubeops.daemonset.fleet_update) rolls back a cluster an interrupted run had updated.
     type: bool
     default: false
+    version_added: 0.3.0
   wait:
     description:
       - Wait for the rollout of the new template with the semantics of M(kubeops.daemonset.ds_rollout_wait), printing

@@ -16,7 +16,7 @@ PLUGINS = Path(__file__).resolve().parents[3] / "plugins"
 PACKAGE = "ansible_collections.kubeops.daemonset.plugins."
 FLOOR_1 = {"_values", "_objects", "_placement", "_template", "_rollout", "_history", "_diagnose", "_remediate",
            "_owners", "_batch", "_canary", "_rbac", "_manifest", "_apply", "_unhealthy",
-           "_preflight", "_inputs"}  # fmt: skip
+           "_preflight", "_inputs", "_fleet"}  # fmt: skip
 FLOOR_2 = {"_transport", "_client", "_watch", "_runner", "_ops"}
 # What a pure rule has no business importing.
 IO_MODULES = {"os", "socket", "ssl", "subprocess", "http", "urllib", "time", "tempfile", "shutil", "threading"}

@@ -79,3 +79,18 @@ def test_troubleshoot_and_lifecycle() -> None:
     assert problems(numbers, "lifecycle") == [
         "lifecycle: lifecycle_timeout must be a whole number, not negative (got -5)."
     ]
+
+
+@pytest.mark.parametrize(
+    ("values", "says"),
+    [
+        ({"fleet_failure_budget": 0, "fleet_bake_seconds": 30}, None),
+        ({"fleet_failure_budget": "10%", "fleet_bake_seconds": "0"}, None),  # AWX surveys send text
+        ({"fleet_failure_budget": "a few", "fleet_bake_seconds": 30},
+         "fleet: fleet_failure_budget must be a count or a percentage such as 10% (got 'a few')."),
+        ({"fleet_failure_budget": 1, "fleet_bake_seconds": -3},
+         "fleet: fleet_bake_seconds must be a whole number, not negative (got -3)."),
+    ],
+)  # fmt: skip
+def test_fleet(values: dict, says: str | None) -> None:
+    assert problems(values, "fleet") == ([says] if says else [])

@@ -303,3 +303,33 @@ def test_failure_messages() -> None:
     assert "made no progress for 30s (progress_deadline)" in _rollout.failure_message(
         "ns", "ds", "progress_deadline", 300, 30, "last.", "cause"
     )
+
+
+# --- the bake after a rollout
+
+
+def test_a_bake_of_a_complete_rollout_finds_nothing() -> None:
+    stage = load("complete")
+    generation = int(stage["ds"]["metadata"]["annotations"]["deprecated.daemonset.template.generation"])
+    baseline = _rollout.bake_baseline(stage["pods"])
+    assert _rollout.bake_breaches(baseline, stage["ds"], stage["pods"], generation) == []
+
+
+def test_a_bake_names_a_restart_a_replaced_pod_and_another_template() -> None:
+    stage = load("complete")
+    baseline = _rollout.bake_baseline(stage["pods"])
+    pods = copy.deepcopy(stage["pods"])
+    pods[0]["status"]["containerStatuses"][0]["restartCount"] += 2
+    pods[1]["metadata"]["uid"] = "another-uid"
+    found = _rollout.bake_breaches(baseline, stage["ds"], pods, 99)
+    assert found[0].startswith("the pod template was changed by another writer (template generation ")
+    assert found[1:] == [
+        f"pod {pods[0]['metadata']['name']} on {pods[0]['spec']['nodeName']}: 2 restarts",
+        f"pod {pods[1]['metadata']['name']} replaced the one on {pods[1]['spec']['nodeName']}",
+    ]
+
+
+def test_a_bake_fails_when_the_rollout_is_no_longer_complete() -> None:
+    stage = load("crashloop")
+    found = _rollout.bake_breaches(_rollout.bake_baseline(stage["pods"]), stage["ds"], stage["pods"], None)
+    assert found and found[0].startswith(UPDATING)
