@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from ansible_collections.kubeops.daemonset.plugins.module_utils import _fleet
 from ansible_collections.kubeops.daemonset.plugins.module_utils._objects import RequestError
 
