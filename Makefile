@@ -28,7 +28,7 @@ GO_LDFLAGS := -s -w -X k8s.io/component-base/version.gitVersion=v1.37.2 \
 	-X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37
 
 .PHONY: help venv binaries host-packages real-node collection cluster-up cluster-down demo test lint sanity unit integration molecule bench \
-	changelog galaxy-import ee-check fleet-up fleet-down fleet-demo
+	changelog galaxy-import ee-check docs docs-check docs-packages fleet-up fleet-down fleet-demo
 
 help:
 	@echo "make demo          run playbooks/lifecycle.yml (starts the local cluster unless KUBECONFIG is set)"
@@ -38,6 +38,7 @@ help:
 	@echo "make cluster-up    start the local cluster (NODES=N, default 3; REAL_NODES=0: no real node); make cluster-down stops it"
 	@echo "make changelog     CHANGELOG.rst/.md for galaxy.yml's version from changelogs/fragments (antsibull-changelog)"
 	@echo "make galaxy-import galaxy-importer on the built tarball; make ee-check: ansible-builder create on the EE"
+	@echo "make docs          the docs site (antsibull-docs + Sphinx): build/docs/build/html/index.html; make docs-check: + Chromium"
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt
@@ -63,10 +64,14 @@ real-node: host-packages binaries $(BIN)/kubelet $(BIN)/containerd $(BIN)/crictl
 	$(IMAGES)/pause.tar $(IMAGES)/tool.tar $(IMAGES)/crashloop.tar
 # Debian packages the real node needs (runc; ip, which finds the node's address), installed only when missing.
 HOST_PACKAGES := runc:runc ip:iproute2
-host-packages:
-	@missing="$$(for pair in $(HOST_PACKAGES); do command -v "$${pair%%:*}" >/dev/null || echo "$${pair#*:}"; done)"; \
+# $(call apt-missing,COMMAND:PACKAGE ...): apt-get installs the packages whose command is missing, and only those.
+define apt-missing
+	@missing="$$(for pair in $(1); do command -v "$${pair%%:*}" >/dev/null || echo "$${pair#*:}"; done)"; \
 	if [ -n "$$missing" ]; then apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
+endef
+host-packages:
+	$(call apt-missing,$(HOST_PACKAGES))
 $(BIN)/kubelet: $(BIN)/kube
 	ln -sf kube "$@"
 $(BIN)/containerd: tests/cluster/containerd/go.mod tests/cluster/containerd/go.sum
@@ -138,7 +143,7 @@ demo: venv collection
 
 # Every test. The cluster-backed part runs on KUBECONFIG's cluster or a local one started and stopped around it.
 test: venv $(CLUSTER_DEPS) collection
-	$(MAKE) --no-print-directory lint sanity unit galaxy-import ee-check
+	$(MAKE) --no-print-directory lint sanity unit galaxy-import ee-check docs-check
 	tests/with-cluster.sh $(MAKE) --no-print-directory integration molecule
 
 lint: venv
@@ -191,3 +196,34 @@ sanity: venv
 	cp -r "$$(python -c 'import ansible_collections.kubernetes.core as c; print(c.__path__[0])')" "$(SANITY_DIR)/../../kubernetes/core"
 	# its own git repository: the enclosing checkout ignores .cache/, and ansible-test lists files through git
 	cd "$(SANITY_DIR)" && git init -q && git add -A && ansible-test sanity --venv --requirements --python 3.12 $(SANITY_ARGS)
+
+# The docs site of the installed collection (antsibull-docs + Sphinx, nitpicky): the modules', filters' and roles'
+# reference from their own documentation, and docs/docsite/ (the guide; the playbooks' page, generated from
+# playbooks/ by tests/docs_playbooks.py). Then build.sh's two steps (with tests/docs-antsibull.cfg), except that
+# Sphinx writes its warnings to a file instead of failing on them (its standard error is shown only if it fails):
+# tests/docs_check.py fails on any warning but those of an offline build (tests/docs-allowed-warnings.txt).
+# GIT_CEILING_DIRECTORIES: the linter copies a collection inside a Git work tree with `git ls-files`, which lists
+# nothing of the installed copy (.cache/ is ignored).
+DOCS := $(ROOT)/build/docs
+ANTSIBULL_DOCS := antsibull-docs --config-file "$(ROOT)/tests/docs-antsibull.cfg"
+docs: venv collection
+	python tests/docs_playbooks.py --check
+	python tests/docs_check.py links "$(COLLECTION_DIR)"
+	GIT_CEILING_DIRECTORIES="$(ROOT)" $(ANTSIBULL_DOCS) lint-collection-docs --plugin-docs --check-extra-docs-refs \
+		"$(COLLECTION_DIR)"
+	rm -rf "$(DOCS)" && mkdir -p "$(DOCS)" && chmod 0755 "$(DOCS)"
+	antsibull-docs sphinx-init --use-current --squash-hierarchy --dest-dir "$(DOCS)" --title kubeops.daemonset \
+		--project kubeops.daemonset --copyright "kubeops.daemonset developers" kubeops.daemonset >/dev/null
+	cd "$(DOCS)" && chmod og-w rst && $(ANTSIBULL_DOCS) collection --cleanup everything --fail-on-error --use-current \
+		--squash-hierarchy --dest-dir rst kubeops.daemonset >/dev/null
+	cd "$(DOCS)" && sphinx-build -M html rst build -c . -q -w warnings.log 2>sphinx-stderr.log || \
+		{ cat sphinx-stderr.log >&2; exit 1; }
+	python tests/docs_check.py warnings "$(DOCS)/warnings.log"
+	@echo "the docs site: $(DOCS)/build/html/index.html"
+
+# make docs, then one page in headless Chromium: a screenshot (build/docs-check/) and the page's content asserted.
+docs-check: docs docs-packages
+	python tests/docs_check.py page "$(DOCS)/build/html" "$(ROOT)/build/docs-check"
+# Debian's Chromium for docs-check, installed only when missing.
+docs-packages:
+	$(call apt-missing,chromium:chromium)
