@@ -175,8 +175,14 @@ ee-check: venv
 	ansible-galaxy collection build --force --output-path "$(ROOT)/build/ee" . >/dev/null
 	python tests/ee_check.py "$(ROOT)"/build/ee/kubeops-daemonset-*.tar.gz
 
+# The fleet's tests run on clusters of their own (tests/integration/test_fleet.py), mostly waiting on them: they run
+# beside the rest, their report printed after it.
 integration: venv $(CLUSTER_DEPS) collection
-	pytest -q tests/integration
+	rm -f "$(ROOT)/build/test-fleet.log" && mkdir -p "$(ROOT)/build"
+	pytest -q -p no:cacheprovider tests/integration/test_fleet.py >"$(ROOT)/build/test-fleet.log" 2>&1 & fleet=$$!; \
+		pytest -q tests/integration --ignore=tests/integration/test_fleet.py; main=$$?; \
+		wait $$fleet; fleet_rc=$$?; echo "--- tests/integration/test_fleet.py"; cat "$(ROOT)/build/test-fleet.log"; \
+		exit $$(( main || fleet_rc ))
 
 # collection mode: molecule finds extensions/molecule/ from the directory that holds galaxy.yml
 molecule: venv $(CLUSTER_DEPS) collection
