@@ -60,7 +60,7 @@ _value:
       type: list
       elements: dict
     table:
-      description: The rows as aligned text lines.
+      description: The rows as aligned text lines, then a line per cluster with a message (why it failed).
       type: list
       elements: str
     plan:
@@ -94,7 +94,7 @@ def fleet_report(hostvars: t.Mapping[str, t.Any], clusters: list[str], budget: t
         "verdict": found,
         "rollback_to": {c: rollback_to(r, found["halted"]) for c, r in records.items()},
         "rows": rows,
-        "table": table(rows),
+        "table": table(rows) + [f"{row['cluster']}: {row['message']}" for row in rows if row["message"]],
         "plan": plan_lines(clusters, records),
     }
 

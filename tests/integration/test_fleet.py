@@ -6,10 +6,10 @@ state is checked with kubectl on that cluster."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import re
+import secrets
 import signal
 import typing as t
 from pathlib import Path
@@ -26,13 +26,12 @@ V2_IMAGE = "quay.io/fluentd_elasticsearch/fluentd:v2.6.0"
 BROKEN_IMAGE = "quay.io/fluentd_elasticsearch/fluentd:does-not-exist"
 CLUSTERS = ["cluster-1", "cluster-2", "cluster-3"]
 SEED_MANIFEST = Path(__file__).resolve().parents[2] / "playbooks/files/fluentd-daemonset.yaml"
-NAMESPACES = (f"fleet-{number}" for number in itertools.count(1))
 
 
 @pytest.fixture
 def namespace(fleet) -> t.Iterator[str]:
     """A namespace on every cluster with the seed's DaemonSet rolled out at revision 1."""
-    name = next(NAMESPACES)
+    name = f"fleet-{secrets.token_hex(3)}"
     manifest = yaml.safe_load(SEED_MANIFEST.read_text())
     manifest["metadata"]["namespace"] = name
     for cluster in CLUSTERS:
