@@ -180,7 +180,7 @@ ee-check: venv
 integration: venv $(CLUSTER_DEPS) collection
 	rm -f "$(ROOT)/build/test-fleet.log" && mkdir -p "$(ROOT)/build"
 	pytest -q -p no:cacheprovider tests/integration/test_fleet.py >"$(ROOT)/build/test-fleet.log" 2>&1 & fleet=$$!; \
-		pytest -q tests/integration --ignore=tests/integration/test_fleet.py; main=$$?; \
+		pytest -q --durations=15 tests/integration --ignore=tests/integration/test_fleet.py; main=$$?; \
 		wait $$fleet; fleet_rc=$$?; echo "--- tests/integration/test_fleet.py"; cat "$(ROOT)/build/test-fleet.log"; \
 		exit $$(( main || fleet_rc ))
 
