@@ -11,6 +11,8 @@ import os
 import re
 import secrets
 import signal
+import subprocess
+import sys
 import typing as t
 from pathlib import Path
 
@@ -157,3 +159,37 @@ def test_bad_fleet_inputs_fail_before_anything_changes(fleet, namespace, extra, 
     assert refused.returncode != 0
     assert message in refused.stdout + refused.stderr, (refused.stdout + refused.stderr)[-3000:]
     assert fleet.state(namespace) == before
+
+
+def test_fleet_up_is_idempotent_and_down_leaves_nothing(tmp_path):
+    """A second fleet of 2 clusters: up twice changes nothing and writes the same inventory; down stops every
+    process of every cluster and removes the fleet's directory."""
+    env = dict(os.environ, KUBEOPS_FLEET_DIR=str(tmp_path / "fleet"))
+    script = [sys.executable, str(Path(__file__).parents[1] / "cluster" / "fleet.py")]
+
+    def pids() -> dict[str, str]:
+        found = (tmp_path / "fleet").glob("cluster-*/pids/*")
+        return {f"{p.parent.parent.name}/{p.name}": p.read_text() for p in found if not p.suffix}  # no .argv
+
+    try:
+        subprocess.run([*script, "up", "--clusters", "2", "--nodes", "1"], env=env, check=True, capture_output=True)
+        started, inventory = pids(), (tmp_path / "fleet" / "inventory.yml").read_text()
+        assert len(started) == 2 * 5 and list(yaml.safe_load(inventory)["all"]["children"]["fleet"]["hosts"]) == [
+            "cluster-1", "cluster-2"]  # fmt: skip
+        again = subprocess.run([*script, "up", "--clusters", "2", "--nodes", "1"], env=env, check=True,
+                               capture_output=True, text=True)  # fmt: skip
+        assert again.stdout.count("already up") == 2
+        assert pids() == started and (tmp_path / "fleet" / "inventory.yml").read_text() == inventory
+        assert subprocess.run([*script, "status"], env=env, check=False).returncode == 0
+    finally:
+        subprocess.run([*script, "down"], env=env, check=True, capture_output=True)
+    assert not (tmp_path / "fleet").exists()
+    assert not [pid for pid in started.values() if Path(f"/proc/{pid}").exists() and not zombie(pid)]
+    assert subprocess.run([*script, "status"], env=env, check=False).returncode == 1
+
+
+def zombie(pid: str) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except (OSError, IndexError):
+        return True
