@@ -249,6 +249,21 @@ def start_playbook(ansible_env: dict[str, str]) -> Callable[..., Background]:
 
 
 @pytest.fixture(scope="session")
+def run_playbook_json(ansible_env: dict[str, str]) -> Callable[..., dict[str, Any]]:
+    """run(playbook, extra_vars=None, check=False): the json callback's document of an `ansible-playbook` run that
+    succeeded: ``stats`` (the recap) and ``global_custom_stats`` (what the roles publish with set_stats for AWX)."""
+
+    def run(playbook: str, extra_vars: dict[str, Any] | None = None, check: bool = False) -> dict[str, Any]:
+        env = dict(ansible_env, **JSON_OUTPUT, ANSIBLE_SHOW_CUSTOM_STATS="true")
+        proc = subprocess.run(playbook_command(playbook, extra_vars, check), env=env, capture_output=True,
+                              text=True, check=False)  # fmt: skip
+        assert proc.returncode == 0, f"rc={proc.returncode}\n{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}"
+        return json.loads(proc.stdout)
+
+    return run
+
+
+@pytest.fixture(scope="session")
 def kubectl(kubeconfig: str) -> Callable[..., subprocess.CompletedProcess]:
     """The real kubectl built with the cluster: kubectl("get", "ds", namespace=ns, input=yaml_text)."""
     return kubectl_runner(kubeconfig)
