@@ -28,11 +28,12 @@ GO_LDFLAGS := -s -w -X k8s.io/component-base/version.gitVersion=v1.37.2 \
 	-X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37
 
 .PHONY: help venv binaries host-packages real-node collection cluster-up cluster-down demo test lint sanity unit integration molecule bench \
-	changelog galaxy-import ee-check
+	changelog galaxy-import ee-check matrix-oldest
 
 help:
 	@echo "make demo          run playbooks/lifecycle.yml (starts the local cluster unless KUBECONFIG is set)"
-	@echo "make test          every test: lint, sanity, unit, integration, molecule (what .ci/run calls)"
+	@echo "make test          every test: lint, sanity, unit, integration, molecule, matrix-oldest (what .ci/run calls)"
+	@echo "make matrix-oldest the oldest ansible-core claimed (2.17, Python 3.10): unit tests, modules smoke, lifecycle.yml"
 	@echo "make cluster-up    start the local cluster (NODES=N, default 3; REAL_NODES=0: no real node); make cluster-down stops it"
 	@echo "make changelog     CHANGELOG.rst/.md for galaxy.yml's version from changelogs/fragments (antsibull-changelog)"
 	@echo "make galaxy-import galaxy-importer on the built tarball; make ee-check: ansible-builder create on the EE"
@@ -120,7 +121,7 @@ demo: venv collection
 # Every test. The cluster-backed part runs on KUBECONFIG's cluster or a local one started and stopped around it.
 test: venv $(CLUSTER_DEPS) collection
 	$(MAKE) --no-print-directory lint sanity unit galaxy-import ee-check
-	tests/with-cluster.sh $(MAKE) --no-print-directory integration molecule
+	tests/with-cluster.sh $(MAKE) --no-print-directory integration molecule matrix-oldest
 
 lint: venv
 	ruff format --check .
@@ -153,6 +154,10 @@ ee-check: venv
 
 integration: venv $(CLUSTER_DEPS) collection
 	pytest -q tests/integration
+
+# The version matrix's oldest leg (the newest is .venv's, the rest of make test): tests/matrix-oldest.sh.
+matrix-oldest: venv $(CLUSTER_DEPS) collection
+	tests/matrix-oldest.sh
 
 # collection mode: molecule finds extensions/molecule/ from the directory that holds galaxy.yml
 molecule: venv $(CLUSTER_DEPS) collection

@@ -27,7 +27,10 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = ROOT / ".cache" / "bin"
-COLLECTIONS = ROOT / ".cache" / "collections"
+# Where the collection is installed for the tests. KUBEOPS_TEST_COLLECTIONS: a copy the caller installed (the oldest
+# leg of the version matrix installs the same tarball with its own ansible-galaxy, tests/matrix-oldest.sh).
+GIVEN_COLLECTIONS = os.environ.get("KUBEOPS_TEST_COLLECTIONS")
+COLLECTIONS = Path(GIVEN_COLLECTIONS) if GIVEN_COLLECTIONS else ROOT / ".cache" / "collections"
 SEED_MANIFESTS = {
     1: ROOT / "playbooks/files/fluentd-daemonset.yaml",
     2: ROOT / "playbooks/files/fluentd-daemonset-update.yaml",
@@ -60,7 +63,10 @@ def kubeconfig() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def installed_collection() -> Path:
-    """Build and install the collection once per session (locked: parallel sessions share .cache)."""
+    """Build and install the collection once per session (locked: parallel sessions share .cache), unless the
+    caller gave one (KUBEOPS_TEST_COLLECTIONS)."""
+    if GIVEN_COLLECTIONS:
+        return COLLECTIONS / "ansible_collections/kubeops/daemonset"
     COLLECTIONS.mkdir(parents=True, exist_ok=True)
     with (COLLECTIONS / ".install.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

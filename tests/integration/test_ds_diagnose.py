@@ -314,6 +314,7 @@ def recap_changed(stdout: str) -> int:
     return int(stdout.rsplit("changed=", 1)[1].split()[0])
 
 
+@pytest.mark.matrix
 def test_playbook_reports_healthy_and_changes_nothing(run_playbook, run_playbook_json, namespace, seed_daemonset,
                                                       apply_manifest, wait_rollout):  # fmt: skip
     apply_manifest(seed_daemonset(namespace))

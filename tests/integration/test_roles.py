@@ -94,6 +94,7 @@ def test_deploy_playbook_check_mode_apply_idempotent(run_playbook, kubectl, name
     assert ok(run_playbook("kubeops.daemonset.deploy", {**base, "deploy_state": "absent"}))["changed"] == 0
 
 
+@pytest.mark.matrix
 def test_deploy_from_role_variables(run_playbook, run_playbook_json, kubectl, namespace):
     extra = {
         "daemonset_namespace": namespace,
@@ -119,6 +120,7 @@ def test_deploy_from_role_variables(run_playbook, run_playbook_json, kubectl, na
     assert published["strategy"] == {"type": "OnDelete", "maxUnavailable": None, "maxSurge": None, "minReadySeconds": 0}
 
 
+@pytest.mark.matrix
 def test_update_images_idempotent_and_check_mode(run_playbook, run_playbook_json, kubectl, namespace, seed_daemonset,
                                                  apply_manifest, wait_rollout):  # fmt: skip
     apply_manifest(seed_daemonset(namespace, change_cause="seed v1"))
@@ -222,6 +224,7 @@ def test_update_leaves_a_dead_node_behind_only_within_its_budget(
     assert f"{nodes[-1]} (NotReady" in done.stdout + done.stderr
 
 
+@pytest.mark.matrix
 def test_rollback_playbook(run_playbook, run_playbook_json, kubectl, namespace, two_revisions):
     two_revisions(namespace)
     extra = {"daemonset_namespace": namespace, "rollback_to_revision": 1, "rollback_show_revision": 1}
