@@ -28,11 +28,12 @@ GO_LDFLAGS := -s -w -X k8s.io/component-base/version.gitVersion=v1.37.2 \
 	-X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37
 
 .PHONY: help venv binaries host-packages real-node collection cluster-up cluster-down demo test lint sanity unit integration molecule bench \
-	changelog galaxy-import ee-check docs docs-check docs-packages fleet-up fleet-down fleet-demo
+	changelog galaxy-import ee-check docs docs-check docs-packages fleet-up fleet-down fleet-demo matrix-oldest
 
 help:
 	@echo "make demo          run playbooks/lifecycle.yml (starts the local cluster unless KUBECONFIG is set)"
-	@echo "make test          every test: lint, sanity, unit, integration, molecule (what .ci/run calls)"
+	@echo "make test          every test: lint, sanity, unit, docs, integration, molecule, matrix-oldest (what .ci/run calls)"
+	@echo "make matrix-oldest the oldest ansible-core claimed (2.17, Python 3.10): unit tests, modules smoke, lifecycle.yml"
 	@echo "make fleet-up      start a local fleet (CLUSTERS=N, default 3) and .fleet/inventory.yml; make fleet-down stops it"
 	@echo "make fleet-demo    kubeops.daemonset.fleet_update across the local fleet, with its summary"
 	@echo "make cluster-up    start the local cluster (NODES=N, default 3; REAL_NODES=0: no real node); make cluster-down stops it"
@@ -144,7 +145,7 @@ demo: venv collection
 # Every test. The cluster-backed part runs on KUBECONFIG's cluster or a local one started and stopped around it.
 test: venv $(CLUSTER_DEPS) collection
 	$(MAKE) --no-print-directory lint sanity unit galaxy-import ee-check docs-check
-	tests/with-cluster.sh $(MAKE) --no-print-directory integration molecule
+	tests/with-cluster.sh $(MAKE) --no-print-directory integration molecule matrix-oldest
 
 lint: venv
 	ruff format --check .
@@ -183,6 +184,10 @@ integration: venv $(CLUSTER_DEPS) collection
 		pytest -q --durations=15 tests/integration --ignore=tests/integration/test_fleet.py; main=$$?; \
 		wait $$fleet; fleet_rc=$$?; echo "--- tests/integration/test_fleet.py"; cat "$(ROOT)/build/test-fleet.log"; \
 		exit $$(( main || fleet_rc ))
+
+# The version matrix's oldest leg (the newest is .venv's, the rest of make test): tests/matrix-oldest.sh.
+matrix-oldest: venv $(CLUSTER_DEPS) collection
+	tests/matrix-oldest.sh
 
 # collection mode: molecule finds extensions/molecule/ from the directory that holds galaxy.yml
 molecule: venv $(CLUSTER_DEPS) collection

@@ -27,7 +27,10 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = ROOT / ".cache" / "bin"
-COLLECTIONS = ROOT / ".cache" / "collections"
+# Where the collection is installed for the tests. KUBEOPS_TEST_COLLECTIONS: a copy the caller installed (the oldest
+# leg of the version matrix installs the same tarball with its own ansible-galaxy, tests/matrix-oldest.sh).
+GIVEN_COLLECTIONS = os.environ.get("KUBEOPS_TEST_COLLECTIONS")
+COLLECTIONS = Path(GIVEN_COLLECTIONS) if GIVEN_COLLECTIONS else ROOT / ".cache" / "collections"
 SEED_MANIFESTS = {
     1: ROOT / "playbooks/files/fluentd-daemonset.yaml",
     2: ROOT / "playbooks/files/fluentd-daemonset-update.yaml",
@@ -60,7 +63,10 @@ def kubeconfig() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def installed_collection() -> Path:
-    """Build and install the collection once per session (locked: parallel sessions share .cache)."""
+    """Build and install the collection once per session (locked: parallel sessions share .cache), unless the
+    caller gave one (KUBEOPS_TEST_COLLECTIONS)."""
+    if GIVEN_COLLECTIONS:
+        return COLLECTIONS / "ansible_collections/kubeops/daemonset"
     COLLECTIONS.mkdir(parents=True, exist_ok=True)
     with (COLLECTIONS / ".install.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -246,6 +252,21 @@ def playbook_starter(ansible_env: dict[str, str]) -> Callable[..., Background]:
 def start_playbook(ansible_env: dict[str, str]) -> Callable[..., Background]:
     """start_playbook(playbook, extra_vars=None): see playbook_starter."""
     return playbook_starter(ansible_env)
+
+
+@pytest.fixture(scope="session")
+def run_playbook_json(ansible_env: dict[str, str]) -> Callable[..., dict[str, Any]]:
+    """run(playbook, extra_vars=None, check=False): the json callback's document of an `ansible-playbook` run that
+    succeeded: ``stats`` (the recap) and ``global_custom_stats`` (what the roles publish with set_stats for AWX)."""
+
+    def run(playbook: str, extra_vars: dict[str, Any] | None = None, check: bool = False) -> dict[str, Any]:
+        env = dict(ansible_env, **JSON_OUTPUT, ANSIBLE_SHOW_CUSTOM_STATS="true")
+        proc = subprocess.run(playbook_command(playbook, extra_vars, check), env=env, capture_output=True,
+                              text=True, check=False)  # fmt: skip
+        assert proc.returncode == 0, f"rc={proc.returncode}\n{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}"
+        return json.loads(proc.stdout)
+
+    return run
 
 
 @pytest.fixture(scope="session")

@@ -89,6 +89,7 @@ def args(namespace: str, **extra: Any) -> dict[str, Any]:
     return {**base, **extra}
 
 
+@pytest.mark.matrix
 def test_good_image_goes_through_all_batches(kubectl, namespace, fleet, run_module):
     before = daemonset(kubectl, namespace)
     old_pods = pods_on_nodes(kubectl, namespace)

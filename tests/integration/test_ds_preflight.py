@@ -129,6 +129,7 @@ def test_prepull_finds_a_missing_image_before_the_daemonset_is_touched(run_modul
     assert eventually(lambda: not prepull_pods(kubectl, namespace), timeout=30)
 
 
+@pytest.mark.matrix
 def test_prepull_of_good_images_reports_every_node_pulled(run_module, kubectl, namespace, rolled_out, eventually):
     live = rolled_out()
     args = {"name": NAME, "namespace": namespace, "images": {CONTAINER: V2_IMAGE}, "prepull": True}

@@ -6,6 +6,8 @@ import json
 from datetime import datetime
 from typing import Any
 
+import pytest
+
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 CONFIG_HASH = "daemonset.kubeops.io/config-hash"
 
@@ -27,6 +29,7 @@ def template_without_restart(ds: dict[str, Any]) -> dict[str, Any]:
     return template
 
 
+@pytest.mark.matrix
 def test_restart_does_what_kubectl_rollout_restart_does(run_module, kubectl, namespace, seed_daemonset, apply_manifest,
                                                         wait_rollout):  # fmt: skip
     for name in ("by-kubectl", "by-module"):

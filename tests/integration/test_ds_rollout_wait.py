@@ -57,6 +57,7 @@ def resource_version(kubectl, namespace: str) -> str:
     return kubectl("get", "ds", NAME, "-o", "jsonpath={.metadata.resourceVersion}", namespace=namespace).stdout
 
 
+@pytest.mark.matrix
 def test_rollout_completes_with_kubectl_messages(run_module, kubectl, namespace, rolled_out):
     rolled_out(namespace)
     set_image(kubectl, namespace, V2_IMAGE)

@@ -49,6 +49,13 @@ def image(ds: dict[str, Any]) -> str:
     return ds["spec"]["template"]["spec"]["containers"][0]["image"]
 
 
+# Published values that are numbers, booleans, null or lists (the rest is text anyway).
+TYPED_UPDATE = ("changed", "revision_before", "revision_after", "rolled_back", "blockers", "preflight",
+                "rollback_revision", "failed_revision", "skipped_nodes")  # fmt: skip
+TYPED_ROLLBACK = ("changed", "current_revision_before", "rolled_back_from", "to_revision", "new_revision",
+                  "rollout_complete")  # fmt: skip
+
+
 def test_deploy_playbook_check_mode_apply_idempotent(run_playbook, kubectl, namespace):
     base = {"daemonset_namespace": namespace, "deploy_change_cause": "deploy v2.5.2", "deploy_min_ready_seconds": 1}
 
@@ -87,7 +94,8 @@ def test_deploy_playbook_check_mode_apply_idempotent(run_playbook, kubectl, name
     assert ok(run_playbook("kubeops.daemonset.deploy", {**base, "deploy_state": "absent"}))["changed"] == 0
 
 
-def test_deploy_from_role_variables(run_playbook, kubectl, namespace):
+@pytest.mark.matrix
+def test_deploy_from_role_variables(run_playbook, run_playbook_json, kubectl, namespace):
     extra = {
         "daemonset_namespace": namespace,
         "daemonset_name": "node-agent",
@@ -104,11 +112,17 @@ def test_deploy_from_role_variables(run_playbook, kubectl, namespace):
     assert (container["name"], container["image"]) == ("node-agent", "registry.example/agent:1.0")
     assert container["resources"] == {"requests": {"cpu": "10m"}}
     assert ds["spec"]["updateStrategy"] == {"type": "OnDelete"}
-    assert ok(run_playbook("kubeops.daemonset.deploy", extra))["changed"] == 0
+    again = run_playbook_json("kubeops.daemonset.deploy", extra)
+    assert again["stats"]["localhost"]["changed"] == 0
+    # what AWX gets, numbers and nulls as such (also on ansible-core < 2.19, where a value templated alone is text)
+    published = again["global_custom_stats"]["kubeops_deploy"]["localhost"]
+    assert (published["changed"], published["revision"], published["rollout_complete"]) == (False, 1, True)
+    assert published["strategy"] == {"type": "OnDelete", "maxUnavailable": None, "maxSurge": None, "minReadySeconds": 0}
 
 
-def test_update_images_idempotent_and_check_mode(run_playbook, kubectl, namespace, seed_daemonset, apply_manifest,
-                                                 wait_rollout):  # fmt: skip
+@pytest.mark.matrix
+def test_update_images_idempotent_and_check_mode(run_playbook, run_playbook_json, kubectl, namespace, seed_daemonset,
+                                                 apply_manifest, wait_rollout):  # fmt: skip
     apply_manifest(seed_daemonset(namespace, change_cause="seed v1"))
     wait_rollout(namespace)
     extra = {
@@ -130,8 +144,14 @@ def test_update_images_idempotent_and_check_mode(run_playbook, kubectl, namespac
     assert history(kubectl, namespace) == {1: "seed v1", 2: "set image v2.6.0"}
 
     version = ds["metadata"]["resourceVersion"]
-    assert ok(run_playbook("kubeops.daemonset.update", extra))["changed"] == 0
+    again = run_playbook_json("kubeops.daemonset.update", extra)
+    assert again["stats"]["localhost"]["changed"] == 0
     assert get_ds(kubectl, namespace)["metadata"]["resourceVersion"] == version  # no write at all
+    published = again["global_custom_stats"]["kubeops_update"]["localhost"]
+    assert {key: published[key] for key in TYPED_UPDATE} == {
+        "changed": False, "revision_before": 2, "revision_after": 2, "rolled_back": False, "blockers": None,
+        "preflight": None, "rollback_revision": None, "failed_revision": None, "skipped_nodes": [],
+    }  # fmt: skip
 
 
 def test_update_from_manifest_then_resources(run_playbook, kubectl, namespace, seed_daemonset, apply_manifest,
@@ -204,7 +224,8 @@ def test_update_leaves_a_dead_node_behind_only_within_its_budget(
     assert f"{nodes[-1]} (NotReady" in done.stdout + done.stderr
 
 
-def test_rollback_playbook(run_playbook, kubectl, namespace, two_revisions):
+@pytest.mark.matrix
+def test_rollback_playbook(run_playbook, run_playbook_json, kubectl, namespace, two_revisions):
     two_revisions(namespace)
     extra = {"daemonset_namespace": namespace, "rollback_to_revision": 1, "rollback_show_revision": 1}
     version = get_ds(kubectl, namespace)["metadata"]["resourceVersion"]
@@ -219,11 +240,17 @@ def test_rollback_playbook(run_playbook, kubectl, namespace, two_revisions):
     assert history(kubectl, namespace) == {2: "seed version 2", 3: "seed version 1"}
 
     # The target now has number 3: rolling back to it again is kubectl's "skipped rollback", changed=0.
-    again = run_playbook(
+    again = run_playbook_json(
         "kubeops.daemonset.rollback", {**extra, "rollback_to_revision": 3, "rollback_show_revision": 0}
     )
-    assert ok(again)["changed"] == 0
-    assert "skipped rollback" in again.stdout
+    assert again["stats"]["localhost"]["changed"] == 0
+    assert "skipped rollback" in json.dumps(again["plays"])
+    published = again["global_custom_stats"]["kubeops_rollback"]["localhost"]
+    assert {key: published[key] for key in TYPED_ROLLBACK} == {
+        "changed": False, "current_revision_before": 3, "rolled_back_from": 3, "to_revision": 3, "new_revision": 3,
+        "rollout_complete": None,
+    }  # fmt: skip
+    assert [revision["revision"] for revision in published["revisions"]] == [2, 3]
 
 
 def test_lifecycle_playbook(run_playbook, kubectl, namespace):
