@@ -126,7 +126,7 @@ fleet-down: venv
 
 # fleet_update.yml across the local fleet (started when it is not up): waves, bakes and the fleet's summary.
 FLEET_DEMO_ARGS ?= -e '{"update_images": {"fluentd-elasticsearch": "quay.io/fluentd_elasticsearch/fluentd:v2.6.0"}}'
-fleet-demo: venv collection
+fleet-demo: venv binaries collection
 	python tests/cluster/fleet.py status || python tests/cluster/fleet.py up --clusters $(CLUSTERS)
 	ANSIBLE_CONFIG="$${ANSIBLE_CONFIG:-$(ROOT)/docs/examples/ee-ansible.cfg}" ANSIBLE_LOCALHOST_WARNING=false \
 		ansible-playbook -i .fleet/inventory.yml kubeops.daemonset.deploy -e target_hosts=fleet
