@@ -415,6 +415,20 @@ def eventually() -> Callable[..., Any]:
     return poll
 
 
+def process_running(pid: int | str) -> bool:
+    """Alive and not a zombie (an exited process waits for its parent, or PID 1 for an orphan, to reap it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
+
+
+@pytest.fixture(scope="session")
+def running() -> Callable[[int | str], bool]:
+    """running(pid): see process_running."""
+    return process_running
+
+
 @pytest.fixture(scope="session")
 def pods_by_node(kubectl) -> Callable[[str], dict[str, dict[str, Any]]]:
     """pods_by_node(namespace): node name -> pod, for the namespace's pods not being deleted ("" if unbound)."""

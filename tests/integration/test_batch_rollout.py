@@ -427,12 +427,17 @@ def start_module(ansible_env: dict[str, str], module_args: dict[str, Any]) -> su
                             start_new_session=True)  # fmt: skip
 
 
-def kill_when_baking(kubectl, namespace: str, proc: subprocess.Popen, eventually, baked: float = 0) -> dict:
-    """Kill PROC (the whole session, like a lost AWX job) once its bake has run BAKED seconds; the state it left."""
+def kill_when_baking(kubectl, namespace: str, proc: subprocess.Popen, eventually, running,
+                     baked: float = 0) -> dict:  # fmt: skip
+    """Kill PROC (its session, like a lost AWX job) once its bake has run BAKED seconds; the state it left. The
+    task's worker is in a session of its own (ansible-core 2.21) and stops at its next request, as a lost job's
+    would have gone with it: what comes next starts once it has."""
+    state: dict[str, Any] = {}
 
     def baking() -> dict | None:
         annotations = daemonset(kubectl, namespace)["metadata"].get("annotations", {})
-        progress = json.loads(annotations.get(STATE_ANNOTATION, "{}")).get("progress") or {}
+        state.update(json.loads(annotations.get(STATE_ANNOTATION, "{}")))
+        progress = state.get("progress") or {}
         since = progress.get("since")
         if progress.get("phase") != "bake" or since is None:
             return None
@@ -443,16 +448,18 @@ def kill_when_baking(kubectl, namespace: str, proc: subprocess.Popen, eventually
     assert progress, "the rollout never reached its bake"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    worker = state["owner"]["pid"]
+    assert eventually(lambda: not running(worker), 15, 0.2), f"worker {worker} still runs"
     return progress
 
 
 def test_canary_bake_and_restart_baseline_survive_an_interrupted_run(
-    kubectl, namespace, make_fleet, run_module, ansible_env, eventually
+    kubectl, namespace, make_fleet, run_module, ansible_env, eventually, running
 ):
     nodes = make_fleet(2)
     old_pods = pods_on_nodes(kubectl, namespace)
     late = canary_args(namespace, restart_once(10), bake_seconds=40)
-    kill_when_baking(kubectl, namespace, start_module(ansible_env, late), eventually)
+    kill_when_baking(kubectl, namespace, start_module(ansible_env, late), eventually, running)
 
     # the restart comes while no run watches: the resumed run still counts it (new pods count from 0)
     def restarted() -> bool:
@@ -468,11 +475,11 @@ def test_canary_bake_and_restart_baseline_survive_an_interrupted_run(
 
 
 def test_canary_resumed_bake_goes_on_with_its_clock(
-    kubectl, namespace, make_fleet, run_module, ansible_env, eventually
+    kubectl, namespace, make_fleet, run_module, ansible_env, eventually, running
 ):
     make_fleet(2)
     good = canary_args(namespace, GOOD, bake_seconds=20)
-    progress = kill_when_baking(kubectl, namespace, start_module(ansible_env, good), eventually, baked=6)
+    progress = kill_when_baking(kubectl, namespace, start_module(ansible_env, good), eventually, running, baked=6)
     resumed = run_module("ds_batch_rollout", good)
     assert resumed.get("failed") is not True, resumed.get("msg")
     assert resumed["outcome"] == "complete"

@@ -178,7 +178,7 @@ def short_tmp_path() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def test_cluster_up_is_idempotent_and_down_leaves_nothing(short_tmp_path):
+def test_cluster_up_is_idempotent_and_down_leaves_nothing(short_tmp_path, running):
     """A second, one-node cluster beside the one under test: up twice changes nothing; down stops everything."""
     env = dict(os.environ, KUBEOPS_CLUSTER_DIR=str(short_tmp_path / "cluster"))
     launcher = [sys.executable, str(Path(__file__).parents[1] / "cluster" / "localcluster.py")]
@@ -194,15 +194,7 @@ def test_cluster_up_is_idempotent_and_down_leaves_nothing(short_tmp_path):
     assert not [pid for pid in pids.values() if running(pid)]
 
 
-def running(pid: str) -> bool:
-    """Alive and not a zombie (an exited component waits for PID 1 to reap it, which is not ours to hurry)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except (OSError, IndexError):
-        return False
-
-
-def test_down_removes_what_the_real_node_left_on_the_host(short_tmp_path):
+def test_down_removes_what_the_real_node_left_on_the_host(short_tmp_path, running):
     """A second cluster with a real node running a pod (a network namespace, an emptyDir in memory, a projected
     token: mounts, a cgroup, a shim, a CNI cache entry, a log link). After down nothing of it is left on the host."""
     state = short_tmp_path / "cluster"

@@ -415,8 +415,8 @@ def test_killed_batch_run_stops_deleting_and_a_rerun_resumes(faults, deployed, e
     playbook.write_text(yaml.safe_dump([{"hosts": "localhost", "gather_facts": False,
                                          "tasks": [{"kubeops.daemonset.ds_batch_rollout": args}]}]))  # fmt: skip
     first = faults.start_playbook(str(playbook))
-    first.wait_for("batch 1/4")
-    holder = claim(faults, namespace)
+    first.wait_for("batch 1/4")  # the plan is printed, then the claim written
+    holder = eventually(lambda: claim(faults, namespace), 30, 0.2)
     assert holder and parent_of(holder["pid"]) == first.proc.pid  # the task runs in a worker of ansible-playbook
 
     # a second run while the first lives is refused before it writes anything, naming the holder

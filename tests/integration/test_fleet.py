@@ -161,7 +161,7 @@ def test_bad_fleet_inputs_fail_before_anything_changes(fleet, namespace, extra, 
     assert fleet.state(namespace) == before
 
 
-def test_fleet_up_is_idempotent_and_down_leaves_nothing(tmp_path):
+def test_fleet_up_is_idempotent_and_down_leaves_nothing(tmp_path, running):
     """A second fleet of 2 clusters: up twice changes nothing and writes the same inventory; down stops every
     process of every cluster and removes the fleet's directory."""
     env = dict(os.environ, KUBEOPS_FLEET_DIR=str(tmp_path / "fleet"))
@@ -184,12 +184,5 @@ def test_fleet_up_is_idempotent_and_down_leaves_nothing(tmp_path):
     finally:
         subprocess.run([*script, "down"], env=env, check=True, capture_output=True)
     assert not (tmp_path / "fleet").exists()
-    assert not [pid for pid in started.values() if Path(f"/proc/{pid}").exists() and not zombie(pid)]
+    assert not [pid for pid in started.values() if running(pid)]
     assert subprocess.run([*script, "status"], env=env, check=False).returncode == 1
-
-
-def zombie(pid: str) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except (OSError, IndexError):
-        return True
