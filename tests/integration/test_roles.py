@@ -95,7 +95,7 @@ def test_deploy_playbook_check_mode_apply_idempotent(run_playbook, kubectl, name
 
 
 @pytest.mark.matrix
-def test_deploy_from_role_variables(run_playbook, run_playbook_json, kubectl, namespace):
+def test_deploy_from_role_variables(run_playbook, run_playbook_json, kubectl, namespace, eventually):
     extra = {
         "daemonset_namespace": namespace,
         "daemonset_name": "node-agent",
@@ -112,6 +112,12 @@ def test_deploy_from_role_variables(run_playbook, run_playbook_json, kubectl, na
     assert (container["name"], container["image"]) == ("node-agent", "registry.example/agent:1.0")
     assert container["resources"] == {"requests": {"cpu": "10m"}}
     assert ds["spec"]["updateStrategy"] == {"type": "OnDelete"}
+
+    def available() -> bool:  # OnDelete: the first run reported at once, maybe before its new pods were available
+        status = json.loads(kubectl("get", "ds", "node-agent", "-o", "json", namespace=namespace).stdout)["status"]
+        return status.get("numberAvailable", 0) == status["desiredNumberScheduled"] > 0
+
+    assert eventually(available, 60)
     again = run_playbook_json("kubeops.daemonset.deploy", extra)
     assert again["stats"]["localhost"]["changed"] == 0
     # what AWX gets, numbers and nulls as such (also on ansible-core < 2.19, where a value templated alone is text)
