@@ -103,8 +103,9 @@ def change_template(request: Request, api: Api, patch_for: Patcher, action: str,
         "template_generation": template_generation(written or daemonset),
         "changes": template_changes(plan["before"], plan["after"]),
         "owners": owners,
-        "recorded_revision_before": _recorded(written or daemonset),
     }
+    if "record_revision_before" in request.params:  # ds_update's option
+        result["recorded_revision_before"] = _recorded(written or daemonset)
     if request.params["wait"]:  # unchanged: the rollout's state is read once
         result["rollout"] = wait_for_write(request, api, namespace, name, written, None if plan["changed"] else 0)
         if result["rollout"]["failed"]:
@@ -145,7 +146,6 @@ def restart(request: Request, api: Api) -> Obj:
 
     result = change_template(request, api, patch_for, "a restart", "restarted",
                              "not restarted: its configuration is unchanged")  # fmt: skip
-    result.pop("recorded_revision_before")  # ds_update's (record_revision_before)
     return dict(result, config_hash=digest)
 
 
