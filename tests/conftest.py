@@ -592,10 +592,6 @@ class Fleet:
             self.env.pop(key)
         self.env["ANSIBLE_CONFIG"] = str(ROOT / "docs/examples/ee-ansible.cfg")
 
-    def fleet_script(self, *args: str) -> None:
-        env = dict(os.environ, KUBEOPS_FLEET_DIR=str(self.directory))
-        subprocess.run([sys.executable, str(FLEET_SCRIPT), *args], env=env, check=True)
-
     def kubectl(
         self, cluster: str, *args: str, check: bool = True, input: str | None = None
     ) -> subprocess.CompletedProcess:

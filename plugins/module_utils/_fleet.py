@@ -23,8 +23,8 @@ from ansible_collections.kubeops.daemonset.plugins.module_utils._objects import 
 Obj = dict[str, t.Any]
 SIZE = re.compile(r"^(\d+)(%?)$")
 
-# a cluster's outcome, as the summary shows it
-PLANNED, AT_TARGET, UPDATED, FAILED, UNTOUCHED = "would update", "already at target", "updated", "failed", "untouched"
+# a cluster's outcome as fleet_update.yml records it (also "would update": planned, not reached) and the summary shows
+AT_TARGET, UPDATED, FAILED, UNTOUCHED = "already at target", "updated", "failed", "untouched"
 
 
 def names(pattern: str | list[str]) -> list[str]:
